@@ -1,0 +1,101 @@
+/*
+ * shm.h: what the subsystems of the shm module share.
+ *
+ * Each subsystem lives in its own file (fd.c, mapping.c, errno.c, view.c,
+ * atomic.c, proc.c) and exports one registration function, called by
+ * luaopen_shm in shm.c with the module table on top of the stack.  Nothing
+ * here is visible outside the module: the build uses -fvisibility=hidden and
+ * only luaopen_shm carries SHM_EXPORT.
+ */
+#ifndef SHM_H
+#define SHM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#define SHM_EXPORT __attribute__((visibility("default")))
+#define SHM_VERSION "shmlua 0.1.0"
+
+/* ---- subsystem registration: each adds its functions to the table on top */
+void shm_errno_open(lua_State *L);   /* errno.c   */
+void shm_fd_open(lua_State *L);      /* fd.c      */
+void shm_map_open(lua_State *L);     /* mapping.c */
+void shm_view_open(lua_State *L);    /* view.c    */
+void shm_atomic_open(lua_State *L);  /* atomic.c  */
+void shm_proc_open(lua_State *L);    /* proc.c    */
+void shm_lua_open(lua_State *L);     /* generated from lua/shm: package.preload */
+
+/* ---- results and errors (errno.c) */
+
+/*
+ * Pushes the io-style failure triple nil, "call(arg): ENAME: text", err and
+ * returns 3, so a binding ends with `return shm_fail(L, "shm_open", name, e)`.
+ * `arg` may be NULL ("call: ENAME: text").  Pass errno saved right after the
+ * failing call: Lua API calls may overwrite it.
+ */
+int shm_fail(lua_State *L, const char *call, const char *arg, int err);
+/* "EEXIST" for EEXIST; NULL for a number that is no errno. */
+const char *shm_errno_name(int err);
+
+/* ---- small helpers (shm.c) */
+typedef struct ShmConst {
+  const char *name;
+  lua_Integer value;
+} ShmConst;
+
+/* Sets every constant of the NULL-terminated list into the table at `t`. */
+void shm_setconsts(lua_State *L, int t, const ShmConst *c);
+/* A non-negative integer that fits size_t; raises otherwise ("size expected"). */
+size_t shm_checksize(lua_State *L, int arg);
+/* Same, optional with default. */
+size_t shm_optsize(lua_State *L, int arg, size_t def);
+/* A descriptor: an integer in [0, INT_MAX]; raises otherwise. */
+int shm_checkfd(lua_State *L, int arg);
+/* An int-range integer; raises if the value does not fit a C int. */
+int shm_checkint(lua_State *L, int arg);
+int shm_optint(lua_State *L, int arg, int def);
+
+/* ---- mappings (mapping.c) */
+#define SHM_MAPPING "shm.mapping"
+
+typedef struct Mapping {
+  unsigned char *addr;          /* NULL once unmapped, replaced or faulted */
+  size_t size;                  /* length asked for (bytes addressable)    */
+  int prot;                     /* current protection: PROT_* bits         */
+  int flags;                    /* MAP_* flags given to mmap               */
+  struct Mapping *prev, *next;  /* the process-wide list of live mappings  */
+} Mapping;
+
+/* The mapping at `idx`, live or not; NULL if it is not a shm.mapping. */
+Mapping *shm_tomapping(lua_State *L, int idx);
+/* The live mapping at `idx`; raises if it is not one or has been unmapped. */
+Mapping *shm_checkmapping(lua_State *L, int idx);
+/*
+ * Raises unless bytes [off, off+len) of the live mapping `m` may be read
+ * (write == 0) or written (write != 0) under its current protection.
+ */
+void shm_checkaccess(lua_State *L, const Mapping *m, size_t off, size_t len,
+                     int write);
+/* The live mapping that holds all of [addr, addr+len), or NULL. */
+Mapping *shm_findmapping(uintptr_t addr, size_t len);
+/*
+ * After a bulk access through a mapping: raises if the access faulted
+ * (SIGBUS: the object is shorter than the mapping).  The SIGBUS handler
+ * installed by mapping.c replaces the faulting page with zeros so the access
+ * completes, and marks the mapping dead (addr = NULL).
+ */
+void shm_checkfault(lua_State *L, const Mapping *m, const char *what);
+
+/* ---- addresses (view.c) */
+
+/*
+ * An address from an integer, a mapping, a view or a pointer at `idx`:
+ * stores it in *out and returns 1; returns 0 (touching nothing) for any other
+ * value.  nil is not an address here: callers decide what nil means.
+ */
+int shm_toaddress(lua_State *L, int idx, uintptr_t *out);
+
+#endif
