@@ -67,6 +67,9 @@ typedef struct Mapping {
   int prot;                     /* current protection: PROT_* bits         */
   int flags;                    /* MAP_* flags given to mmap               */
   struct Mapping *prev, *next;  /* the process-wide list of live mappings  */
+  /* mapping.c's own: what to munmap, kept after addr is cleared by a fault */
+  unsigned char *base;
+  size_t maplen;                /* size rounded up to whole pages          */
 } Mapping;
 
 /* The mapping at `idx`, live or not; NULL if it is not a shm.mapping. */
@@ -81,6 +84,12 @@ void shm_checkaccess(lua_State *L, const Mapping *m, size_t off, size_t len,
                      int write);
 /* The live mapping that holds all of [addr, addr+len), or NULL. */
 Mapping *shm_findmapping(uintptr_t addr, size_t len);
+/*
+ * Pushes the shm.mapping userdata of the live mapping `m` (found with
+ * shm_findmapping, say) so a view can keep it alive.  Pushes nil if `m`
+ * is not live.
+ */
+void shm_pushmapping(lua_State *L, const Mapping *m);
 /*
  * After a bulk access through a mapping: raises if the access faulted
  * (SIGBUS: the object is shorter than the mapping).  The SIGBUS handler
@@ -97,5 +106,15 @@ void shm_checkfault(lua_State *L, const Mapping *m, const char *what);
  * value.  nil is not an address here: callers decide what nil means.
  */
 int shm_toaddress(lua_State *L, int idx, uintptr_t *out);
+
+/*
+ * For atomic.c: field `name` (the string at name_idx) of the view at
+ * view_idx.  Raises if the value is not a view, the field is unknown, the
+ * mapping is gone, or its protection forbids reading (write == 0) or
+ * writing (write != 0).  Returns the field's address and its type.
+ */
+struct CType;
+void *shm_view_field(lua_State *L, int view_idx, int name_idx,
+                     const struct CType **type, int write);
 
 #endif
