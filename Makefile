@@ -2,8 +2,8 @@
 # sources.  `make deps` installs what a fresh Debian 12 machine lacks.
 
 PREFIX     ?= /usr/local
-LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
-LUA_LIBDIR := $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
+LUA_CFLAGS  = $(shell pkg-config --cflags lua5.4 2>/dev/null)
+LUA_LIBDIR  = $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
 LUA        ?= lua5.4
 CC         ?= gcc
 CFLAGS     ?= -O2 -g
@@ -18,7 +18,7 @@ LUA_SRC  := $(wildcard lua/shm/*.lua)
 MOD_OBJ  := $(patsubst src/%.c,$(B)/%.o,$(MOD_SRC)) $(B)/luasrc.o
 HDRS     := $(wildcard src/*.h)
 
-.PHONY: all deps test asan bench install uninstall clean fuzz
+.PHONY: all deps test demo asan bench install uninstall clean fuzz
 all: $(B)/shmlua $(B)/shm.so $(B)/peers
 
 $(B)/%.o: src/%.c $(HDRS) | $(B)
@@ -57,17 +57,25 @@ $(B):
 deps:
 	sh tools/deps.sh
 
-test: all
+# test, demo, asan and bench first install what is missing (tools/deps.sh
+# is a quick no-op when everything is there), then build.
+test: deps
+	$(MAKE) all
 	sh tests/run.sh $(B)
 
+demo: deps
+	$(MAKE) all
+	$(B)/shmlua scripts/head.lua
+
 # Same suite, ASan + UBSan, in its own build directory.
-asan:
+asan: deps
 	$(MAKE) B=build-asan CC=clang CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	  XCFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	  XLDFLAGS="-fsanitize=address,undefined" all
 	SHMLUA_ASAN=1 sh tests/run.sh build-asan
 
-bench: all
+bench: deps
+	$(MAKE) all
 	sh bench/run.sh $(B)
 
 install: $(B)/shmlua $(B)/shm.so
