@@ -51,6 +51,12 @@ $(B)/peers/%: scripts/%.c | $(B)/peers/.dir
 $(B)/peers/.dir:
 	mkdir -p $(B)/peers && touch $@
 
+# Benchmark baselines (bench/*.c): plain C programs.
+BENCH_SRC := $(wildcard bench/*.c)
+$(B)/bench/%: bench/%.c | $(B)/peers/.dir
+	@mkdir -p $(B)/bench
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Isrc -o $@ $< -lpthread
+
 $(B):
 	mkdir -p $(B)
 
