@@ -436,6 +436,19 @@ describe("shmlua host", function()
       assert.truthy(err:find("error calling 'print'", 1, true), err)
     end)
 
+    it("starts by itself, with the version, when stdin is a terminal", function()
+      -- script(1) (util-linux) runs the host on a pseudo-terminal; the tty
+      -- echoes the input line, so only what the host prints is checked.
+      local inner = "timeout 20 " .. q(BIN)
+      local f = assert(io.popen("printf 'print(6 * 7)\\n' | timeout 30 script -qec "
+        .. q(inner) .. " /dev/null 2>&1"))
+      local out = f:read("a")
+      local _, _, code = f:close()
+      assert.are.equal(0, code)
+      assert.truthy(out:find("shmlua %d+%.%d+%.%d+ %(Lua 5%.4"), out)
+      assert.truthy(out:find("> 42\r?\n"), out)
+    end)
+
     it("handles a line longer than Lua's buffer size", function()
       local long = ("x"):rep(20000)
       local out, err = run({ "-i" }, { stdin = "#'" .. long .. "'\n" })
