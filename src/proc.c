@@ -121,7 +121,7 @@ static void close_keep_errno(int fd) {
 typedef struct Redir {
   int target;
   int src;     /* >= 0 a descriptor; SRC_NULL / SRC_PIPE until acquired */
-  int tmp;     /* the child's high copy of src */
+  int tmp;     /* the child's copy of src, at a number that is no target */
 } Redir;
 
 #define SRC_NULL (-1)
@@ -140,7 +140,6 @@ typedef struct SpawnPlan {
   const char *cwd;       /* NULL: stay */
   Redir *redir;          /* sorted by target */
   int nredir;
-  int high;              /* above every number the child must keep */
 } SpawnPlan;
 
 static void child_report(int fd, int step, int index, int err) {
@@ -168,20 +167,40 @@ static void child_cloexec_range(unsigned lo, unsigned hi) {
   }
 }
 
+static int is_target(const SpawnPlan *p, int fd) {
+  for (int i = 0; i < p->nredir; i++)
+    if (p->redir[i].target == fd) return 1;
+  return 0;
+}
+
+/*
+ * A close-on-exec copy of `fd` at a number that is no target.  Copies that
+ * land on a target are left open as placeholders (the dup2 to that target
+ * replaces them later), so each retry takes a new number and the loop ends.
+ * Searching from 3 rather than above the highest target keeps this working
+ * when a target sits just under RLIMIT_NOFILE.
+ */
+static int child_dup_clear(const SpawnPlan *p, int fd) {
+  for (;;) {
+    int t = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (t < 0 || !is_target(p, t)) return t;
+  }
+}
+
 /*
  * The child between fork and exec: only async-signal-safe calls, no
- * allocation.  Every source is first copied above every number in play, so
- * a mapping such as {[3]=4, [4]=3} cannot clobber a source before it is
+ * allocation.  Every source is first copied to a number that is no target,
+ * so a mapping such as {[3]=4, [4]=3} cannot clobber a source before it is
  * used; then each copy is dup2'ed to its target (dup2 clears CLOEXEC on the
  * target only) and every other descriptor above 2 is made close-on-exec.
- * The error pipe survives until exec closes it; a failure writes a
- * ChildError into it.
+ * The error pipe, moved off the targets too, survives until exec closes it;
+ * a failure writes a ChildError into it.
  */
 static void spawn_child(const SpawnPlan *p, int errw) {
-  int efd = fcntl(errw, F_DUPFD_CLOEXEC, p->high);
+  int efd = is_target(p, errw) ? child_dup_clear(p, errw) : errw;
   if (efd < 0) child_report(errw, STEP_ERRFD, 0, errno);
   for (int i = 0; i < p->nredir; i++) {
-    p->redir[i].tmp = fcntl(p->redir[i].src, F_DUPFD_CLOEXEC, p->high);
+    p->redir[i].tmp = child_dup_clear(p, p->redir[i].src);
     if (p->redir[i].tmp < 0) child_report(efd, STEP_DUP, i, errno);
   }
   for (int i = 0; i < p->nredir; i++)
@@ -427,10 +446,6 @@ static int proc_spawn(lua_State *L) {
   for (int i = 0; i < p.nredir && e == 0; i++)
     if (fcntl(p.redir[i].src, F_GETFD) < 0) { e = errno; bad = i; }
   if (e == 0 && pipe2(errp, O_CLOEXEC) < 0) { e = errno; fail_call = "pipe"; }
-  /* The child's copies go at or above `high`, clear of every target. */
-  p.high = 3;
-  for (int i = 0; i < p.nredir; i++)
-    if (p.redir[i].target >= p.high) p.high = p.redir[i].target + 1;
   pid_t pid = -1;
   if (e == 0) {
     pid = fork();

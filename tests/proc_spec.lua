@@ -165,6 +165,17 @@ describe("spawn and wait", function()
     closeall(ar, br)
   end)
 
+  it("gives a descriptor at the highest number the limit allows", function()
+    local limit = tonumber((helper.run("ulimit -n")))
+    local top = math.min(limit, 1048576) - 1
+    local r, w = pipe()
+    local pid = assert(shm.spawn({PEERS .. "proc_fdwrite", top .. ":top"}, {fds = {[top] = w}}))
+    assert.are.same({"exited", 0}, {reap(pid)})
+    shm.close(w)
+    assert.are.equal("top", read_all(r))
+    shm.close(r)
+  end)
+
   it("handles a swap of descriptor numbers", function()
     local ar, aw = pipe()
     local br, bw = pipe()
