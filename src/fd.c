@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,6 +20,17 @@
 static const char *fd_arg(int fd, char buf[16]) {
   snprintf(buf, 16, "%d", fd);
   return buf;
+}
+
+/*
+ * The name at `arg`: a string without NUL bytes.  C would see only the part
+ * before the first NUL and act on another object, so such a name raises.
+ */
+static const char *fd_checkname(lua_State *L, int arg) {
+  size_t len;
+  const char *name = luaL_checklstring(L, arg, &len);
+  luaL_argcheck(L, strlen(name) == len, arg, "name contains a NUL byte");
+  return name;
 }
 
 /* Pushes fd, or the failure triple when fd < 0 (errno saved by the caller). */
@@ -44,7 +56,7 @@ static int fd_ok(lua_State *L, int rc, const char *call, int fd) {
  * oflag defaults to O_RDWR, mode to 0600; O_CLOEXEC is always added.
  */
 static int fd_shm_open(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
+  const char *name = fd_checkname(L, 1);
   int oflag = shm_optint(L, 2, O_RDWR);
   lua_Integer mode = luaL_optinteger(L, 3, 0600);
   int fd, e;
@@ -56,7 +68,7 @@ static int fd_shm_open(lua_State *L) {
 
 /* shm.shm_unlink(name) -> true */
 static int fd_shm_unlink(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
+  const char *name = fd_checkname(L, 1);
   if (shm_unlink(name) != 0) return shm_fail(L, "shm_unlink", name, errno);
   lua_pushboolean(L, 1);
   return 1;
@@ -72,11 +84,14 @@ static int fd_shm_anonymous(lua_State *L) {
   return fd_result(L, fd, e, "shm_anonymous", NULL);
 }
 
-/* shm.memfd_create(name [, flags]) -> fd; flags default MFD_CLOEXEC. */
+/*
+ * shm.memfd_create(name [, flags]) -> fd; MFD_CLOEXEC is always added, as
+ * shm_open adds O_CLOEXEC (see the top of this file).
+ */
 static int fd_memfd_create(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
-  int flags = shm_optint(L, 2, MFD_CLOEXEC);
-  int fd = memfd_create(name, (unsigned)flags);
+  const char *name = fd_checkname(L, 1);
+  int flags = shm_optint(L, 2, 0);
+  int fd = memfd_create(name, (unsigned)flags | MFD_CLOEXEC);
   int e = errno;
   return fd_result(L, fd, e, "memfd_create", name);
 }

@@ -118,14 +118,24 @@ static const char *prot_string(int prot, char buf[4]) {
   return buf;
 }
 
+/*
+ * The end of [off, off+len) for error messages, saturated at the largest
+ * Lua integer: both come from Lua as non-negative integers, and their sum
+ * may overflow (signed overflow is undefined; UBSan aborts on it).
+ */
+static lua_Integer range_end(size_t off, size_t len) {
+  if (off > (size_t)LUA_MAXINTEGER || len > (size_t)LUA_MAXINTEGER - off)
+    return LUA_MAXINTEGER;
+  return (lua_Integer)(off + len);
+}
+
 void shm_checkaccess(lua_State *L, const Mapping *m, size_t off, size_t len,
                      int write) {
   char p[4];
   if (m->addr == NULL) luaL_error(L, "mapping is unmapped");
   if (off > m->size || len > m->size - off)
     luaL_error(L, "range [%I, %I) is outside the mapping of %I bytes",
-               (lua_Integer)off, (lua_Integer)off + (lua_Integer)len,
-               (lua_Integer)m->size);
+               (lua_Integer)off, range_end(off, len), (lua_Integer)m->size);
   if (len == 0) return;
   if (write && !(m->prot & PROT_WRITE))
     luaL_error(L, "mapping is not writable (protection %s)",
@@ -318,8 +328,7 @@ static void opt_range(lua_State *L, Mapping *m, int idx, size_t *off,
   *len = shm_optsize(L, idx + 1, m->size - (*off <= m->size ? *off : m->size));
   if (*off > m->size || *len > m->size - *off)
     luaL_error(L, "range [%I, %I) is outside the mapping of %I bytes",
-               (lua_Integer)*off, (lua_Integer)(*off + *len),
-               (lua_Integer)m->size);
+               (lua_Integer)*off, range_end(*off, *len), (lua_Integer)m->size);
 }
 
 static int map_mprotect(lua_State *L) {
