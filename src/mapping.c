@@ -31,6 +31,10 @@
 
 #include "shm.h"
 
+#ifndef MADV_SOFT_OFFLINE
+#define MADV_SOFT_OFFLINE 101 /* <linux/mman.h>; glibc's header lacks it */
+#endif
+
 #define LIVE_TABLE "shm.mapping.live" /* registry: Mapping* -> userdata (weak) */
 
 static Mapping *live_head;
@@ -106,7 +110,10 @@ Mapping *shm_tomapping(lua_State *L, int idx) {
 
 Mapping *shm_checkmapping(lua_State *L, int idx) {
   Mapping *m = (Mapping *)luaL_checkudata(L, idx, SHM_MAPPING);
-  if (m->addr == NULL) luaL_argerror(L, idx, "mapping is unmapped");
+  if (m->addr == NULL)
+    luaL_argerror(L, idx, m->base != NULL
+                  ? "mapping faulted (SIGBUS: past the end of its object)"
+                  : "mapping is unmapped");
   return m;
 }
 
@@ -309,8 +316,9 @@ static int map_mmap(lua_State *L) {
 
 /* m:unmap() / shm.munmap(m): true; raises if already unmapped. */
 static int map_unmap(lua_State *L) {
-  Mapping *m = shm_checkmapping(L, 1);
-  map_release(m);
+  Mapping *m = (Mapping *)luaL_checkudata(L, 1, SHM_MAPPING);
+  if (m->base == NULL) luaL_argerror(L, 1, "mapping is unmapped");
+  map_release(m);  /* a faulted mapping (addr NULL, base kept) too */
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -356,6 +364,9 @@ static int map_madvise(lua_State *L) {
   Mapping *m = shm_checkmapping(L, 1);
   int advice = shm_checkint(L, 2);
   size_t off, len;
+  /* advice that damages memory for good is not for scripts */
+  luaL_argcheck(L, advice != MADV_HWPOISON && advice != MADV_SOFT_OFFLINE, 2,
+                "MADV_HWPOISON and MADV_SOFT_OFFLINE are not allowed");
   opt_range(L, m, 3, &off, &len);
   if (madvise(m->addr + off, len, advice) != 0)
     return shm_fail(L, "madvise", NULL, errno);
@@ -464,7 +475,8 @@ static int map_tostring(lua_State *L) {
   Mapping *m = (Mapping *)luaL_checkudata(L, 1, SHM_MAPPING);
   char p[4];
   if (m->addr == NULL)
-    lua_pushliteral(L, "shm.mapping (unmapped)");
+    lua_pushstring(L, m->base != NULL ? "shm.mapping (faulted: SIGBUS)"
+                                      : "shm.mapping (unmapped)");
   else
     lua_pushfstring(L, "shm.mapping: %p, %I bytes, %s, %s", (void *)m->addr,
                     (lua_Integer)m->size, prot_string(m->prot, p),
@@ -504,7 +516,7 @@ static const ShmConst map_consts[] = {
   C(MADV_DONTNEED), C(MADV_FREE), C(MADV_REMOVE), C(MADV_DONTFORK),
   C(MADV_DOFORK), C(MADV_MERGEABLE), C(MADV_UNMERGEABLE), C(MADV_HUGEPAGE),
   C(MADV_NOHUGEPAGE), C(MADV_DONTDUMP), C(MADV_DODUMP), C(MADV_WIPEONFORK),
-  C(MADV_KEEPONFORK), C(MADV_COLD), C(MADV_PAGEOUT), C(MADV_HWPOISON),
+  C(MADV_KEEPONFORK), C(MADV_COLD), C(MADV_PAGEOUT),
   C(MCL_CURRENT), C(MCL_FUTURE), C(MCL_ONFAULT),
   {NULL, 0}
 };
