@@ -1191,12 +1191,14 @@ static const CType *ptr_target(lua_State *L, Pointer *p, TypeInfo **ti) {
 static Mapping *find_live(lua_State *L, uintptr_t addr, size_t len, int prot,
                           const char *what) {
   Mapping *m = shm_findmapping(addr, len);
+  char a[32];
+  if (m != NULL && (m->prot & prot)) return m;
+  snprintf(a, sizeof a, "0x%" PRIxPTR, addr);
   if (m == NULL)
-    luaL_error(L, "%s 0x%p does not point into a live mapping (%I bytes needed)",
-               what, (void *)addr, (lua_Integer)len);
-  if (!(m->prot & prot))
-    luaL_error(L, "%s 0x%p: %s", what, (void *)addr, prot_problem(m, prot));
-  return m;
+    luaL_error(L, "%s %s does not point into a live mapping (%I bytes needed)",
+               what, a, (lua_Integer)len);
+  luaL_error(L, "%s %s: %s", what, a, prot_problem(m, prot));
+  return NULL;
 }
 
 /*
@@ -1731,21 +1733,3 @@ void shm_view_open(lua_State *L) {
   luaL_setfuncs(L, view_funcs, 0);
 }
 
-/* TEMPORARY until layout.c/cparse.c land: weak stand-ins so the tree links. */
-#define WEAK __attribute__((weak))
-WEAK CUniverse *cu_new(void) { return NULL; }
-WEAK void cu_free(CUniverse *u) { (void)u; }
-WEAK int cu_parse(CUniverse *u, const char *s, size_t n, char *e, size_t el) {
-  (void)u; (void)s; (void)n; snprintf(e, el, "no parser yet"); return -1; }
-WEAK CType *cu_typeof(CUniverse *u, const char *d, char *e, size_t el) {
-  (void)u; (void)d; snprintf(e, el, "no parser yet"); return NULL; }
-WEAK CType *cu_pointer_to(CUniverse *u, CType *t) { (void)u; (void)t; return NULL; }
-WEAK int cu_enum_value(CUniverse *u, const char *n, long long *v) {
-  (void)u; (void)n; (void)v; return 0; }
-WEAK const CField *ct_field(const CType *r, const char *n, size_t *o) {
-  (void)r; (void)n; (void)o; return NULL; }
-WEAK CType *cu_define_record(CUniverse *u, int iu, const char *tag,
-                             const CFieldSpec *f, size_t n, int p, size_t a,
-                             char *e, size_t el) {
-  (void)u; (void)iu; (void)tag; (void)f; (void)n; (void)p; (void)a;
-  snprintf(e, el, "no layout engine yet"); return NULL; }
