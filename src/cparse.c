@@ -1453,9 +1453,13 @@ static CType *parse_enum(Parser *P) {
       val = (long long)v.v;
       if (v.t == CV_ULONG && val < 0)
         fail(P, name.line, name.col, "enumerator value for '%s' is too large", name.id);
-      next_ovf = val == LLONG_MAX;
+      /* gcc: the next value is this one plus 1 in this one's type (int
+       * when the value fits), and wrapping around is an error */
+      next.t = fits_int(val) ? CV_INT : v.t;
       next.v = (unsigned long long)val + 1;
-      next.t = fits_int(val + 1) ? CV_INT : CV_LONG;
+      next_ovf = next.t == CV_INT ? val == INT_MAX
+               : next.t == CV_UINT ? v.v == UINT_MAX
+               : next.t == CV_LONG ? val == LLONG_MAX : v.v == ULLONG_MAX;
       if (n == cap) {
         CEnumConst *nc;
         cap = cap ? cap * 2 : 8;

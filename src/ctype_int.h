@@ -32,6 +32,7 @@ typedef struct CTypeX {
                            tag): derived types spell around it             */
   int quals;            /* CQ_* of this variant                            */
   CType *unqual;        /* the type without this variant's qualifiers      */
+  CType *origin;        /* a typedef: the type it was declared as          */
   const char *params;   /* CK_FUNC: "(int, char *)"                        */
 } CTypeX;
 

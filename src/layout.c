@@ -589,6 +589,7 @@ CType *cu_qualified(CUniverse *u, CType *t, int quals, char *err,
   if ((t->kind == CK_STRUCT || t->kind == CK_UNION || t->kind == CK_ENUM) &&
       (!(quals & CQ_ATOMIC) || !t->complete))
     return base;     /* const/volatile change nothing a view needs */
+  if (quals == CTX(base)->quals) return base;     /* a qualified typedef */
   if ((e = derived_find(u, DK_QUAL, base, quals, NULL)) != NULL)
     return e->result;
   src = CTX(base);
@@ -596,6 +597,7 @@ CType *cu_qualified(CUniverse *u, CType *t, int quals, char *err,
   *x = *src;
   x->quals = quals;
   x->unqual = base;
+  x->origin = NULL;
   x->t.is_const = (quals & CQ_CONST) != 0;
   x->t.is_volatile = (quals & CQ_VOLATILE) != 0;
   x->t.is_atomic = (quals & CQ_ATOMIC) != 0;
@@ -610,12 +612,35 @@ CType *cu_qualified(CUniverse *u, CType *t, int quals, char *err,
   return &x->t;
 }
 
+/* The type without typedef names, attributes or qualifiers. */
+static CType *main_variant(CType *t) {
+  for (;;) {
+    if (CTX(t)->origin != NULL) t = CTX(t)->origin;
+    else if (CTX(t)->unqual != NULL) t = CTX(t)->unqual;
+    else return t;
+  }
+}
+
+/* Whether t's qualifiers come (partly) from a typedef's own definition. */
+static int typedef_quals(const CType *t) {
+  for (; t != NULL; t = CTX(t)->unqual)
+    if (CTX(t)->origin != NULL) return CTX(t)->quals != 0;
+  return 0;
+}
+
 CType *cu_array_of(CUniverse *u, CType *elem, size_t count, int flexible,
                    char *err, size_t errlen) {
   CTypeX *x;
   Sym *e;
   long long key = flexible ? -1 : (long long)count;
   if (elem == NULL) return NULL;
+  /* gcc builds an array of a qualified typedef from the typedef's main
+   * variant, losing an aligned attribute given to the typedef. */
+  if (typedef_quals(elem)) {
+    CType *mv = cu_qualified(u, main_variant(elem), CTX(elem)->quals, err, errlen);
+    if (mv == NULL) return NULL;
+    if (mv->align != elem->align) elem = mv;
+  }
   if (elem->kind == CK_FUNC || elem->kind == CK_VOID || !elem->complete ||
       (elem->kind == CK_ARRAY && elem->flexible)) {
     seterr(err, errlen, "array of %s '%s'",
@@ -838,16 +863,52 @@ CType *cu_declare_tag(CUniverse *u, CKind kind, const char *tag) {
   return &x->t;
 }
 
-/* Layout state while placing the fields of one record, in bits. */
+/*
+ * Layout state while placing the fields of one record.  A struct position
+ * is kept the way gcc's record_layout_info keeps it: a byte offset (always
+ * a multiple of offset_align, 16 bytes or the record's aligned attribute)
+ * plus a bit position, normalized below offset_align after each field.
+ * The split shows in one rule (see place_bitfield), so it is modelled.
+ */
 typedef struct Place {
-  int is_union, packed;
-  unsigned long long bitpos;   /* struct: next free bit                    */
+  int is_union;
+  unsigned long long off;      /* struct: byte offset                      */
+  unsigned long long bp;       /* struct: bit position after off           */
+  unsigned long long oa;       /* gcc's offset_align, in bits              */
   size_t size;                 /* union: largest member in bytes           */
   size_t align;                /* record alignment so far, bytes           */
 } Place;
 
 static size_t low_bit(unsigned long long v) {
   return v == 0 ? 0 : (size_t)(v & (~v + 1));
+}
+
+static unsigned long long pl_total(const Place *pl) { return pl->off * 8 + pl->bp; }
+
+/* gcc's known_align: what the current position is aligned to (0: at 0). */
+static unsigned long long pl_known(const Place *pl) {
+  if (pl->bp != 0) return low_bit(pl->bp);
+  return pl->off != 0 ? 8 * (unsigned long long)low_bit(pl->off) : 0;
+}
+
+static void pl_normalize(Place *pl) {
+  if (pl->bp >= pl->oa) {
+    pl->off += pl->bp / pl->oa * (pl->oa / 8);
+    pl->bp %= pl->oa;
+  }
+}
+
+/* Pads the position to `desired` bits as place_field does. */
+static void pl_align(Place *pl, unsigned long long desired) {
+  unsigned long long known = pl_known(pl);
+  if (known == 0 || known >= desired) return;
+  if (desired < pl->oa) {
+    pl->bp = round_up(pl->bp, desired);
+  } else {
+    pl->off += (pl->bp + 7) / 8;
+    pl->bp = 0;
+    pl->off = round_up(pl->off, desired / 8);
+  }
 }
 
 /* Whether t takes an integer machine mode: gcc's bit-fields of such types
@@ -867,17 +928,19 @@ static int int_mode(const CType *t) {
 static unsigned long long place_bitfield(Place *pl, const CFieldSpec *f,
                                          int packed) {
   const CType *t = f->type;
-  size_t desired = f->align_as ? f->align_as : 1;
-  unsigned long long pos = pl->is_union ? 0 : pl->bitpos;
+  size_t desired = f->align_as ? f->align_as : 0;  /* bytes; 0: one bit */
+  unsigned long long pos = pl->is_union ? 0 : pl_total(pl);
   unsigned w = (unsigned)f->bit_width;
-  if (packed && !f->align_as) desired = 1;
+  int ordinary = 0;
   /* gcc turns a bit-field whose width is a mode size into an ordinary
-   * field of that mode when the position is already aligned for it. */
+   * field of that mode when the position is already aligned for it: it
+   * then takes the mode's alignment and skips the straddling rule. */
   if (int_mode(t) && (w == 8 || w == 16 || w == 32 || w == 64 || w == 128)) {
     size_t xalign = w / 8;
-    if (!(xalign > 1 && packed) && (pos == 0 || low_bit(pos) >= xalign * 8) &&
-        xalign > desired)
-      desired = xalign;
+    if (!(xalign > 1 && packed) && (pos == 0 || low_bit(pos) >= xalign * 8)) {
+      ordinary = 1;
+      if (xalign > desired) desired = xalign;
+    }
   }
   if (f->name != NULL) {
     size_t ta = packed ? 1 : t->align;
@@ -889,13 +952,27 @@ static unsigned long long place_bitfield(Place *pl, const CFieldSpec *f,
     if (bytes > pl->size) pl->size = bytes;
     return 0;
   }
-  pos = round_up(pos, desired * 8);
-  if (!packed) {
-    unsigned long long ta = t->align * 8, off = pos % ta;
-    if ((off + w + ta - 1) / ta > t->size * 8 / ta) pos = round_up(pos, ta);
+  if (desired) pl_align(pl, (unsigned long long)desired * 8);
+  if (!packed && !ordinary) {
+    unsigned long long ta = t->align * 8, off = pl_total(pl) % ta;
+    /* gcc rounds only the bit part of the position here: for a type
+     * aligned beyond offset_align the result need not be aligned. */
+    if ((off + w + ta - 1) / ta > t->size * 8 / ta) pl->bp = round_up(pl->bp, ta);
   }
-  pl->bitpos = pos + w;
+  pl_normalize(pl);
+  pos = pl_total(pl);
+  pl->bp += w;
+  pl_normalize(pl);
   return pos;
+}
+
+/* A zero-width bit-field: aligns what follows to its type, takes no room
+ * and leaves the record's alignment alone. */
+static void place_zero_width(Place *pl, const CFieldSpec *f) {
+  size_t a = f->type->align > f->align_as ? f->type->align : f->align_as;
+  if (pl->is_union) return;
+  pl_align(pl, (unsigned long long)a * 8);
+  pl_normalize(pl);
 }
 
 /* Places an ordinary member; returns its bit position (multiple of 8). */
@@ -911,8 +988,11 @@ static unsigned long long place_member(Place *pl, const CFieldSpec *f,
     if (t->size > pl->size) pl->size = t->size;
     return 0;
   }
-  pos = round_up(pl->bitpos, a * 8);
-  pl->bitpos = pos + (unsigned long long)t->size * 8;
+  pl_align(pl, (unsigned long long)a * 8);
+  pl_normalize(pl);
+  pos = pl_total(pl);
+  pl->bp += (unsigned long long)t->size * 8;
+  pl_normalize(pl);
   return pos;
 }
 
@@ -1035,8 +1115,8 @@ static int layout_record(CUniverse *u, CTypeX *x, const CFieldSpec *fs,
   int is_union = x->t.kind == CK_UNION;
   memset(&pl, 0, sizeof pl);
   pl.is_union = is_union;
-  pl.packed = packed;
   pl.align = 1;
+  pl.oa = align_as * 8 > 128 ? align_as * 8 : 128;
   if (align_as != 0 && (!is_pow2(align_as) || align_as > CU_MAX_ALIGN)) {
     seterr(err, errlen, "requested alignment %zu is not a power of 2", align_as);
     return -1;
@@ -1050,13 +1130,12 @@ static int layout_record(CUniverse *u, CTypeX *x, const CFieldSpec *fs,
     int fp = packed || f->packed;
     unsigned long long pos;
     if (check_member(f, i, n, is_union, err, errlen) != 0) return -1;
-    if (f->bit_width == 0) {        /* aligns what follows, takes no room */
-      size_t a = f->type->align > f->align_as ? f->type->align : f->align_as;
-      if (!is_union) pl.bitpos = round_up(pl.bitpos, a * 8);
+    if (f->bit_width == 0) {
+      place_zero_width(&pl, f);
       continue;
     }
     pos = f->bit_width > 0 ? place_bitfield(&pl, f, fp) : place_member(&pl, f, fp);
-    if (pl.bitpos > (unsigned long long)CU_MAX_SIZE * 8 || pl.size > CU_MAX_SIZE) {
+    if (pl.off > CU_MAX_SIZE || pl.size > CU_MAX_SIZE) {
       seterr(err, errlen, "%s too large", x->t.name);
       return -1;
     }
@@ -1079,7 +1158,7 @@ static int layout_record(CUniverse *u, CTypeX *x, const CFieldSpec *fs,
   x->t.fields = out;
   x->t.nfields = k;
   x->t.align = pl.align;
-  x->t.size = round_up(is_union ? pl.size : (size_t)((pl.bitpos + 7) / 8), pl.align);
+  x->t.size = round_up(is_union ? pl.size : (size_t)((pl_total(&pl) + 7) / 8), pl.align);
   x->t.complete = 1;
   return 0;
 }
@@ -1309,6 +1388,8 @@ static CType *typedef_type(CUniverse *u, const char *name, CType *t,
   if ((x = cu_alloc(u, sizeof *x)) == NULL) return NULL;
   *x = *CTX(t);
   x->named = 1;
+  x->origin = t;
+  x->unqual = NULL;     /* the typedef is its own unqualified base */
   if ((x->t.name = cu_strndup(u, name, strlen(name))) == NULL) return NULL;
   if (align != 0) x->t.align = align;
   return &x->t;
