@@ -16,7 +16,7 @@ local shm = require "shm"
 
 local B = arg[1] or os.getenv("SHMLUA_BUILD") or "build"
 local N = tonumber(arg[2]) or 2000000
-local REPS = tonumber(arg[3]) or 7
+local REPS = tonumber(arg[3]) or 11
 local here = (arg[0] or ""):match("^(.*)/[^/]*$") or "."
 
 -- bench/noop.c -> B/noop.so with the flags of the module's build
@@ -53,15 +53,27 @@ local loops = {
 
 local function median(t) table.sort(t) return t[(#t + 1) // 2] end
 
-local function measure(f, x)
+-- ns per iteration of f(x, N), once
+local function time1(f, x)
+  local c = os.clock()
+  f(x, N)
+  return (os.clock() - c) / N * 1e9
+end
+
+-- medians over REPS rounds; each round times every subject in turn, so that
+-- the load of a shared machine falls on all of them alike
+local function measure_all(f)
   local t = {}
-  f(x, N // 10)                      -- warm up
-  for r = 1, REPS do
-    local c = os.clock()
-    f(x, N)
-    t[r] = (os.clock() - c) / N * 1e9
+  for _, s in ipairs(subjects) do
+    t[s[1]] = {}
+    f(s[2], N // 10)                 -- warm up
   end
-  return median(t)
+  for r = 1, REPS do
+    for _, s in ipairs(subjects) do t[s[1]][r] = time1(f, s[2]) end
+  end
+  local res = {}
+  for k, v in pairs(t) do res[k] = median(v) end
+  return res
 end
 
 -- the subprocess baselines print "name ns" lines
@@ -85,8 +97,7 @@ print(("ns per iteration, median of %d runs of %d iterations (loop included)"):f
 print(("%-12s %8s %8s %8s %8s %8s %10s"):format("loop", "table", "noop", "view", "luajit", "ctypes", "view/noop"))
 local worst = 0
 for _, l in ipairs(loops) do
-  local r = {}
-  for _, s in ipairs(subjects) do r[s[1]] = measure(l[2], s[2]) end
+  local r = measure_all(l[2])
   local ratio = r.view / r.noop
   if l[1]:match("rw$") and ratio > worst then worst = ratio end
   print(("%-12s %s %s %s %s %s %10.2f"):format(l[1], cell(r.table), cell(r.noop), cell(r.view),

@@ -65,6 +65,7 @@
 #define SHOW_DEPTH 8             /* nesting tostring shows                 */
 
 #define unlikely(x) __builtin_expect(!!(x), 0)
+#define likely(x) __builtin_expect(!!(x), 1)
 
 /* ------------------------------------------------------------------ types */
 
@@ -114,6 +115,8 @@ typedef struct CTypeObj {
 
 typedef struct View {
   uint32_t magic;
+  unsigned shift;           /* records: ti->shift and ti->slot, copied    */
+  const Acc **slot;         /* here to save a load; NULL for arrays       */
   Mapping *m;               /* kept alive by the uservalue                */
   size_t off;               /* of the view in the mapping                 */
   TypeInfo *ti;
@@ -261,8 +264,8 @@ static void flatten(lua_State *L, TypeInfo *ti, const CType *t, size_t base) {
 
 /*
  * Builds the TypeInfo of the ctype object at the top of the stack (records:
- * the accessor array and hash, allocated as a userdata kept in the object's
- * uservalue).  Raises for an incomplete record, leaving it unbuilt so that
+ * the accessor array and the hash, userdata kept in the object's
+ * uservalues).  Raises for an incomplete record, leaving it unbuilt so that
  * a later completion (a cdef defining the struct) can still be used.
  */
 static void info_build(lua_State *L, CTypeObj *o) {
@@ -275,27 +278,41 @@ static void info_build(lua_State *L, CTypeObj *o) {
     return;
   }
   if (t->kind == CK_STRUCT || t->kind == CK_UNION) {
-    size_t n, nslot = 4, i;
-    unsigned bits = 2;
-    unsigned char *mem;
+    size_t n, nslot, i;
+    unsigned bits;
     if (!t->complete) luaL_error(L, "%s is an incomplete type", t->name);
     n = count_fields(t);
-    while (nslot < 2 * n) { nslot <<= 1; bits++; }
-    mem = (unsigned char *)lua_newuserdatauv(L, n * sizeof(Acc) +
-                                             nslot * sizeof(Acc *), 0);
-    memset(mem, 0, n * sizeof(Acc) + nslot * sizeof(Acc *));
-    ti->acc = (Acc *)mem;
-    ti->slot = (const Acc **)(mem + n * sizeof(Acc));
-    ti->mask = nslot - 1;
-    ti->shift = 64 - bits;
+    ti->acc = (Acc *)lua_newuserdatauv(L, (n ? n : 1) * sizeof(Acc), 0);
     ti->nacc = 0;
     flatten(L, ti, t, 0);
+    lua_setiuservalue(L, -2, 1);
+    /* the smallest table, at most half full, in which every field has its
+     * own first-probe slot (the fast path looks nowhere else); past 64
+     * slots a field, with linear probing the general path finds it */
+    for (nslot = 4, bits = 2; nslot < 2 * n; nslot <<= 1) bits++;
+    for (;; nslot <<= 1, bits++) {
+      int clash = 0;
+      unsigned char *seen;
+      if (nslot >= 64 * (n ? n : 1) || bits >= 24) break;
+      seen = (unsigned char *)calloc(nslot, 1);
+      if (seen == NULL) break;
+      for (i = 0; i < n && !clash; i++) {
+        size_t h = hash_key(ti->acc[i].key, 64 - bits);
+        clash = seen[h]++;
+      }
+      free(seen);
+      if (!clash) break;
+    }
+    ti->slot = (const Acc **)lua_newuserdatauv(L, nslot * sizeof(Acc *), 0);
+    memset(ti->slot, 0, nslot * sizeof(Acc *));
+    ti->mask = nslot - 1;
+    ti->shift = 64 - bits;
     for (i = 0; i < ti->nacc; i++) {
       size_t h = hash_key(ti->acc[i].key, ti->shift);
       while (ti->slot[h] != NULL) h = (h + 1) & ti->mask;
       ti->slot[h] = &ti->acc[i];
     }
-    lua_setiuservalue(L, -2, 1);
+    lua_setiuservalue(L, -2, 2);
   }
   ti->built = 1;
 }
@@ -310,7 +327,7 @@ static CTypeObj *push_ctype(lua_State *L, const CType *t) {
     return o;
   }
   lua_pop(L, 1);
-  o = (CTypeObj *)lua_newuserdatauv(L, sizeof(CTypeObj), 1);
+  o = (CTypeObj *)lua_newuserdatauv(L, sizeof(CTypeObj), 2);
   memset(o, 0, sizeof *o);
   o->magic = CTYPE_MAGIC;
   o->info.t = t;
@@ -404,6 +421,8 @@ static int bad_value(lua_State *L, const Acc *a, int keyidx, int validx,
   what = lua_tostring(L, -1);
   if (lua_type(L, validx) == LUA_TNUMBER)
     got = luaL_tolstring(L, validx, NULL);
+  else if (lua_type(L, validx) == LUA_TSTRING && lua_rawlen(L, validx) <= 32)
+    got = lua_pushfstring(L, "string \"%s\"", lua_tostring(L, validx));
   else if (lua_type(L, validx) == LUA_TSTRING)
     got = lua_pushfstring(L, "a string of %I bytes",
                           (lua_Integer)lua_rawlen(L, validx));
@@ -464,6 +483,8 @@ static View *push_view(lua_State *L, Mapping *m, size_t off, TypeInfo *ti,
   v->off = off;
   v->ti = ti;
   v->count = count;
+  v->slot = ti->slot;
+  v->shift = ti->shift;
   luaL_setmetatable(L, VIEW_MT);
   lua_pushvalue(L, anchor);
   lua_setiuservalue(L, -2, 1);
@@ -572,8 +593,7 @@ static int val_read(lua_State *L, Acc *a, Mapping *m, size_t off, int anchor) {
 static lua_Integer want_int(lua_State *L, const Acc *a, int keyidx, int validx,
                             lua_Integer lo, lua_Integer hi) {
   int ok = 0;
-  lua_Integer n = 0;
-  if (lua_type(L, validx) == LUA_TNUMBER) n = lua_tointegerx(L, validx, &ok);
+  lua_Integer n = lua_tointegerx(L, validx, &ok);
   if (!ok || n < lo || n > hi) {
     char ex[96];
     snprintf(ex, sizeof ex, "an integer in %lld..%lld", (long long)lo,
@@ -586,9 +606,13 @@ static lua_Integer want_int(lua_State *L, const Acc *a, int keyidx, int validx,
 /* A 64-bit pattern: any integer, or an integral float in range. */
 static uint64_t want_int64(lua_State *L, const Acc *a, int keyidx, int validx,
                            int is_signed) {
-  if (lua_isinteger(L, validx)) return (uint64_t)lua_tointeger(L, validx);
-  if (lua_type(L, validx) == LUA_TNUMBER) {
-    lua_Number f = lua_tonumber(L, validx);
+  int ok;
+  lua_Integer n = lua_tointegerx(L, validx, &ok);
+  lua_Number f;
+  if (ok && (is_signed || n >= 0 || lua_isinteger(L, validx)))
+    return (uint64_t)n;
+  f = lua_tonumberx(L, validx, &ok);
+  if (ok) {
     if (is_signed && f >= -9223372036854775808.0 && f < 9223372036854775808.0 &&
         (lua_Number)(int64_t)f == f)
       return (uint64_t)(int64_t)f;
@@ -604,9 +628,10 @@ static uint64_t want_int64(lua_State *L, const Acc *a, int keyidx, int validx,
 
 static lua_Number want_number(lua_State *L, const Acc *a, int keyidx,
                               int validx) {
-  if (lua_type(L, validx) != LUA_TNUMBER)
-    bad_value(L, a, keyidx, validx, "a number");
-  return lua_tonumber(L, validx);
+  int ok;
+  lua_Number f = lua_tonumberx(L, validx, &ok);
+  if (!ok) bad_value(L, a, keyidx, validx, "a number");
+  return f;
 }
 
 static void fill_table(lua_State *L, Acc *a, unsigned char *p, int tidx);
@@ -806,7 +831,8 @@ static void val_write(lua_State *L, Acc *a, Mapping *m, size_t off, int keyidx,
 
 /* ------------------------------------------------------- field lookup */
 
-static inline Acc *rec_find(const TypeInfo *ti, const char *k) {
+static inline __attribute__((always_inline)) Acc *
+rec_find(const TypeInfo *ti, const char *k) {
   size_t h = hash_key(k, ti->shift);
   const Acc *a;
   while ((a = ti->slot[h]) != NULL) {
@@ -870,36 +896,151 @@ static inline Acc *view_key(lua_State *L, View *v, int keyidx, size_t *off) {
 
 /* ---------------------------------------------------------- view API */
 
-/* __index(view, key): the field's value (sub-views for aggregates). */
-static int view_index(lua_State *L) {
-  View *v = (View *)lua_touserdata(L, 1);
-  Mapping *m;
+/* The general paths of __index and __newindex: every kind, every error. */
+static __attribute__((noinline, cold)) int view_index_slow(lua_State *L,
+                                                           View *v) {
   size_t off;
   Acc *a;
-  if (unlikely(v == NULL || lua_rawlen(L, 1) != sizeof(View) ||
-               v->magic != VIEW_MAGIC))
+  if (v == NULL || lua_rawlen(L, 1) != sizeof(View) || v->magic != VIEW_MAGIC)
     return luaL_typeerror(L, 1, VIEW_MT);
   a = view_key(L, v, 2, &off);
-  m = v->m;
-  if (unlikely(m->addr == NULL || !(m->prot & PROT_READ)))
+  if (unlikely(v->m->addr == NULL || !(v->m->prot & PROT_READ)))
     return view_dead(L, v, PROT_READ);
-  return val_read(L, a, m, off, 1);
+  return val_read(L, a, v->m, off, 1);
 }
 
-/* __newindex(view, key, value): converts, range-checks and stores. */
-static int view_newindex(lua_State *L) {
-  View *v = (View *)lua_touserdata(L, 1);
-  Mapping *m;
+static __attribute__((noinline, cold)) int view_newindex_slow(lua_State *L,
+                                                              View *v) {
   size_t off;
   Acc *a;
-  if (unlikely(v == NULL || lua_rawlen(L, 1) != sizeof(View) ||
-               v->magic != VIEW_MAGIC))
+  if (v == NULL || lua_rawlen(L, 1) != sizeof(View) || v->magic != VIEW_MAGIC)
     return luaL_typeerror(L, 1, VIEW_MT);
   a = view_key(L, v, 2, &off);
-  m = v->m;
-  if (unlikely(m->addr == NULL || !(m->prot & PROT_WRITE)))
+  if (unlikely(v->m->addr == NULL || !(v->m->prot & PROT_WRITE)))
     return view_dead(L, v, PROT_WRITE);
-  val_write(L, a, m, off, 2, 3, v->ti->t);
+  val_write(L, a, v->m, off, 2, 3, v->ti->t);
+  return 0;
+}
+
+/*
+ * The byte offset in the mapping of key 2 of view v when it is found at
+ * once (an anchored field name in its own hash slot, or an index in range),
+ * with its accessor in *acc; (size_t)-1 sends the caller to the general
+ * path, which finds the rest or raises.
+ */
+static inline __attribute__((always_inline)) size_t
+view_key_fast(lua_State *L, const View *v, const Acc **acc) {
+  if (likely(v->slot != NULL)) {
+    /* first probe only: the table is at most half full, so a field is
+     * almost always in its own slot */
+    const char *k = lua_tolstring(L, 2, NULL);
+    const Acc *a = v->slot[hash_key(k, v->shift)];
+    if (unlikely(a == NULL || a->key != k)) return (size_t)-1;
+    *acc = a;
+    return v->off + a->off;
+  } else {
+    int ok;
+    lua_Integer i = lua_tointegerx(L, 2, &ok);
+    if (unlikely(!ok || (lua_Unsigned)i >= v->count)) return (size_t)-1;
+    *acc = &v->ti->elem;
+    return v->off + (size_t)i * v->ti->elem.size;
+  }
+}
+
+/*
+ * __index(view, key): the field's value (sub-views for aggregates).
+ * The hot path: numbers and booleans straight from here, calling nothing
+ * but the Lua API to fetch the view, check its length, fetch the key and
+ * push the result.
+ */
+static int view_index(lua_State *L) {
+  View *v = (View *)lua_touserdata(L, 1);
+  const Acc *a;
+  const unsigned char *p;
+  Mapping *m;
+  size_t off;
+  if (unlikely(v == NULL || lua_rawlen(L, 1) != sizeof(View) ||
+               v->magic != VIEW_MAGIC))
+    return view_index_slow(L, v);
+  off = view_key_fast(L, v, &a);
+  m = v->m;
+  if (unlikely(off == (size_t)-1 || m->addr == NULL || !(m->prot & PROT_READ)))
+    return view_index_slow(L, v);
+  p = m->addr + off;
+  switch (a->kind) {
+  case K_I8:  { int8_t x;   memcpy(&x, p, 1); lua_pushinteger(L, x); break; }
+  case K_U8:  { uint8_t x;  memcpy(&x, p, 1); lua_pushinteger(L, x); break; }
+  case K_I16: { int16_t x;  memcpy(&x, p, 2); lua_pushinteger(L, x); break; }
+  case K_U16: { uint16_t x; memcpy(&x, p, 2); lua_pushinteger(L, x); break; }
+  case K_I32: { int32_t x;  memcpy(&x, p, 4); lua_pushinteger(L, x); break; }
+  case K_U32: { uint32_t x; memcpy(&x, p, 4); lua_pushinteger(L, x); break; }
+  case K_I64: case K_U64: { int64_t x; memcpy(&x, p, 8);
+                            lua_pushinteger(L, (lua_Integer)x); break; }
+  case K_BOOL: lua_pushboolean(L, *p != 0); break;
+  case K_F32: { float x;  memcpy(&x, p, 4); lua_pushnumber(L, x); break; }
+  case K_F64: { double x; memcpy(&x, p, 8); lua_pushnumber(L, x); break; }
+  default:
+    return val_read(L, (Acc *)a, m, off - a->off, 1);
+  }
+  if (unlikely(faulted(m))) return faulted_error(L, v->ti->t);
+  return 1;
+}
+
+/*
+ * __newindex(view, key, value): converts, range-checks and stores.  The hot
+ * path takes integers and floats that fit; anything else (out of range,
+ * wrong type, other kinds) goes the general way, which raises or stores.
+ */
+static int view_newindex(lua_State *L) {
+  View *v = (View *)lua_touserdata(L, 1);
+  const Acc *a;
+  unsigned char *p;
+  Mapping *m;
+  size_t off;
+  int ok;
+  if (unlikely(v == NULL || lua_rawlen(L, 1) != sizeof(View) ||
+               v->magic != VIEW_MAGIC))
+    return view_newindex_slow(L, v);
+  off = view_key_fast(L, v, &a);
+  m = v->m;
+  if (unlikely(off == (size_t)-1 || m->addr == NULL || !(m->prot & PROT_WRITE)))
+    return view_newindex_slow(L, v);
+  p = m->addr + off;
+  switch (a->kind) {
+#define STORE_INT(T, lo, hi) { \
+      lua_Integer n = lua_tointegerx(L, 3, &ok); \
+      T x; \
+      if (unlikely(!ok || n < (lo) || n > (hi))) return view_newindex_slow(L, v); \
+      x = (T)n; \
+      memcpy(p, &x, sizeof x); \
+      break; }
+  case K_I8:  STORE_INT(int8_t, INT8_MIN, INT8_MAX)
+  case K_U8:  STORE_INT(uint8_t, 0, UINT8_MAX)
+  case K_I16: STORE_INT(int16_t, INT16_MIN, INT16_MAX)
+  case K_U16: STORE_INT(uint16_t, 0, UINT16_MAX)
+  case K_I32: STORE_INT(int32_t, INT32_MIN, INT32_MAX)
+  case K_U32: STORE_INT(uint32_t, 0, UINT32_MAX)
+  case K_I64:
+    STORE_INT(int64_t, LUA_MININTEGER, LUA_MAXINTEGER)
+  case K_U64: {   /* any integer; but -1.0 is no float in [0, 2^64) */
+    lua_Integer n = lua_tointegerx(L, 3, &ok);
+    if (unlikely(!ok || (n < 0 && !lua_isinteger(L, 3))))
+      return view_newindex_slow(L, v);
+    memcpy(p, &n, sizeof n);
+    break;
+  }
+#undef STORE_INT
+  case K_F64: {
+    double x = (double)lua_tonumberx(L, 3, &ok);
+    if (unlikely(!ok)) return view_newindex_slow(L, v);
+    memcpy(p, &x, sizeof x);
+    break;
+  }
+  default:
+    val_write(L, (Acc *)a, m, off - a->off, 2, 3, v->ti->t);
+    return 0;
+  }
+  if (unlikely(faulted(m))) return faulted_error(L, v->ti->t);
   return 0;
 }
 

@@ -60,7 +60,7 @@ describe("pointers", function()
     assert.are.equal(m:addr() + 64, shm.addressof(n.next))
     assert.are.equal(m:addr() + 64, string.unpack("<J", m:read(8, 8)))
     assert.truthy(err(function() n.next = "x" end)
-      :find("field 'next' (struct PNode *) expects an address (nil, integer, pointer, view or mapping), got a string", 1, true))
+      :find("field 'next' (struct PNode *) expects an address (nil, integer, pointer, view or mapping), got string \"x\"", 1, true))
     assert.truthy(err(function() n.next = {} end):find("got table", 1, true))
   end)
 
