@@ -92,5 +92,19 @@ install: $(B)/shmlua $(B)/shm.so
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/shmlua $(DESTDIR)$(PREFIX)/lib/lua/5.4/shm.so
 
+# libFuzzer on the C declaration parser and layout engine (pure C, no Lua),
+# for FUZZ_SECONDS, from the seed corpus fuzz/corpus/; findings land in
+# build-fuzz/ (crash-*, leak-*, timeout-*).
+FUZZ_SECONDS ?= 60
+fuzz:
+	mkdir -p build-fuzz/corpus
+	clang -std=gnu11 -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -o build-fuzz/parse_fuzz \
+	  fuzz/parse_fuzz.c src/layout.c src/cparse.c
+	cp fuzz/corpus/* build-fuzz/corpus/
+	build-fuzz/parse_fuzz -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/c.dict \
+	  -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	  -artifact_prefix=build-fuzz/ build-fuzz/corpus
+
 clean:
 	rm -rf build build-asan build-fuzz

@@ -36,11 +36,100 @@ enum {
   T_OROR, T_ASSIGNOP, T_HASHHASH, T_OTHER
 };
 
+/* Keywords (and the identifiers the parser treats specially), found once
+ * per token by binary search in a table sorted by strcmp. */
+enum {
+  K_NONE, K_STRUCT, K_UNION, K_ENUM, K_TYPEDEF, K_EXTERN, K_STATIC, K_AUTO,
+  K_REGISTER, K_THREAD, K_INLINE, K_NORETURN, K_EXTENSION, K_CONST,
+  K_VOLATILE, K_RESTRICT, K_NULLQ, K_ATOMIC, K_ATTRIBUTE, K_ALIGNAS,
+  K_TYPEOF, K_COMPLEX, K_VOID, K_BOOL, K_CHAR, K_SHORT, K_INT, K_LONG,
+  K_FLOAT, K_DOUBLE, K_SIGNED, K_UNSIGNED, K_INT128, K_SIZEOF, K_ALIGNOF,
+  K_OFFSETOF, K_DEFINED, K_STATIC_ASSERT, K_ASM
+};
+
+static const struct { const char *s; int kw; } kwtab[] = {
+  {"_Alignas", K_ALIGNAS},
+  {"_Alignof", K_ALIGNOF},
+  {"_Atomic", K_ATOMIC},
+  {"_Bool", K_BOOL},
+  {"_Complex", K_COMPLEX},
+  {"_Nonnull", K_NULLQ},
+  {"_Noreturn", K_NORETURN},
+  {"_Nullable", K_NULLQ},
+  {"_Static_assert", K_STATIC_ASSERT},
+  {"_Thread_local", K_THREAD},
+  {"__alignof", K_ALIGNOF},
+  {"__alignof__", K_ALIGNOF},
+  {"__asm", K_ASM},
+  {"__asm__", K_ASM},
+  {"__attribute", K_ATTRIBUTE},
+  {"__attribute__", K_ATTRIBUTE},
+  {"__builtin_offsetof", K_OFFSETOF},
+  {"__complex__", K_COMPLEX},
+  {"__const", K_CONST},
+  {"__const__", K_CONST},
+  {"__extension__", K_EXTENSION},
+  {"__inline", K_INLINE},
+  {"__inline__", K_INLINE},
+  {"__int128", K_INT128},
+  {"__restrict", K_RESTRICT},
+  {"__restrict__", K_RESTRICT},
+  {"__signed", K_SIGNED},
+  {"__signed__", K_SIGNED},
+  {"__thread", K_THREAD},
+  {"__typeof", K_TYPEOF},
+  {"__typeof__", K_TYPEOF},
+  {"__volatile", K_VOLATILE},
+  {"__volatile__", K_VOLATILE},
+  {"alignas", K_ALIGNAS},
+  {"alignof", K_ALIGNOF},
+  {"asm", K_ASM},
+  {"auto", K_AUTO},
+  {"char", K_CHAR},
+  {"const", K_CONST},
+  {"defined", K_DEFINED},
+  {"double", K_DOUBLE},
+  {"enum", K_ENUM},
+  {"extern", K_EXTERN},
+  {"float", K_FLOAT},
+  {"inline", K_INLINE},
+  {"int", K_INT},
+  {"long", K_LONG},
+  {"offsetof", K_OFFSETOF},
+  {"register", K_REGISTER},
+  {"restrict", K_RESTRICT},
+  {"short", K_SHORT},
+  {"signed", K_SIGNED},
+  {"sizeof", K_SIZEOF},
+  {"static", K_STATIC},
+  {"static_assert", K_STATIC_ASSERT},
+  {"struct", K_STRUCT},
+  {"typedef", K_TYPEDEF},
+  {"typeof", K_TYPEOF},
+  {"union", K_UNION},
+  {"unsigned", K_UNSIGNED},
+  {"void", K_VOID},
+  {"volatile", K_VOLATILE},
+};
+
+static int kw_of(const char *s) {
+  size_t lo = 0, hi = sizeof kwtab / sizeof kwtab[0];
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    int c = strcmp(s, kwtab[mid].s);
+    if (c == 0) return kwtab[mid].kw;
+    if (c < 0) hi = mid;
+    else lo = mid + 1;
+  }
+  return K_NONE;
+}
+
 typedef struct Tok {
   int kind;
   const char *s;          /* text, for messages                            */
   size_t n;
   char *id;               /* T_IDENT: NUL-terminated copy (scratch)        */
+  int kw;                 /* T_IDENT: K_*                                  */
   int line, col;
   unsigned long long val; /* T_NUM, T_CHARLIT                              */
   int vtype;              /* CV_*                                          */
@@ -502,6 +591,7 @@ again:
     if (expand(P, t)) goto again;
     t->id = salloc(P, t->n + 1);
     memcpy(t->id, s, t->n);
+    t->kw = kw_of(t->id);
     return;
   }
   if (is_digit((unsigned char)*p) || (*p == '.' && p + 1 < end && is_digit((unsigned char)p[1]))) {
@@ -543,9 +633,9 @@ again:
     *pp = p;
     return;
   }
-  for (i = 0; puncts[i].s != NULL; i++) {
-    size_t n = strlen(puncts[i].s);
-    if ((size_t)(end - p) >= n && memcmp(p, puncts[i].s, n) == 0) {
+  for (i = 0; puncts[i].s != NULL && strchr("<>.-+=!&|*/%^#", *p) && *p; i++) {
+    size_t n = puncts[i].s[2] ? 3 : 2;
+    if (puncts[i].s[0] == *p && (size_t)(end - p) >= n && memcmp(p, puncts[i].s, n) == 0) {
       t->kind = puncts[i].kind;
       t->n = n;
       *pp = p + n;
@@ -574,6 +664,8 @@ static void adv(Parser *P) {
 static int is_id(const Tok *t, const char *s) {
   return t->kind == T_IDENT && strcmp(t->id, s) == 0;
 }
+
+static int is_kw(const Tok *t, int kw) { return t->kind == T_IDENT && t->kw == kw; }
 
 static int accept(Parser *P, int kind) {
   if (cur(P)->kind != kind) return 0;
@@ -884,7 +976,7 @@ static CVal expr_primary(Parser *P) {
   if (t->kind == T_IDENT) {
     long long cv;
     int vt;
-    if (P->pp_if && strcmp(t->id, "defined") == 0) {
+    if (P->pp_if && t->kw == K_DEFINED) {
       int paren;
       const char *body;
       size_t blen;
@@ -899,7 +991,7 @@ static CVal expr_primary(Parser *P) {
       if (paren) expect(P, ')', "')'");
       return v;
     }
-    if (!P->pp_if && (strcmp(t->id, "offsetof") == 0 || strcmp(t->id, "__builtin_offsetof") == 0))
+    if (!P->pp_if && t->kw == K_OFFSETOF)
       return expr_offsetof(P);
     if (P->pp_if) {              /* cpp: identifiers left are 0 */
       adv(P);
@@ -943,16 +1035,15 @@ static CVal expr_unary(Parser *P) {
     v = expr_primary(P);
     break;
   case T_IDENT:
-    if (!P->pp_if && (strcmp(at.id, "sizeof") == 0)) {
+    if (!P->pp_if && at.kw == K_SIZEOF) {
       v = expr_sizeof(P, 0);
       break;
     }
-    if (!P->pp_if && (strcmp(at.id, "_Alignof") == 0 || strcmp(at.id, "alignof") == 0 ||
-                      strcmp(at.id, "__alignof__") == 0 || strcmp(at.id, "__alignof") == 0)) {
+    if (!P->pp_if && at.kw == K_ALIGNOF) {
       v = expr_sizeof(P, 1);
       break;
     }
-    if (!P->pp_if && strcmp(at.id, "__extension__") == 0) {
+    if (!P->pp_if && at.kw == K_EXTENSION) {
       adv(P);
       v = expr_unary(P);
       break;
@@ -1181,7 +1272,7 @@ static size_t check_align(Parser *P, const Tok *at, unsigned long long v) {
  * changing attributes shmlua does not model are errors; others ignored. */
 static int parse_attrs(Parser *P, Attr *a) {
   int any = 0;
-  while (is_id(cur(P), "__attribute__") || is_id(cur(P), "__attribute")) {
+  while (is_kw(cur(P), K_ATTRIBUTE)) {
     any = 1;
     adv(P);
     expect(P, '(', "'('");
@@ -1223,7 +1314,7 @@ static int parse_attrs(Parser *P, Attr *a) {
 
 /* __asm__("label") after a declarator: skipped. */
 static void skip_asm(Parser *P) {
-  while (is_id(cur(P), "__asm__") || is_id(cur(P), "__asm") || is_id(cur(P), "asm")) {
+  while (is_kw(cur(P), K_ASM)) {
     adv(P);
     if (cur(P)->kind != '(') expected(P, "'('");
     skip_parens(P);
@@ -1231,47 +1322,40 @@ static void skip_asm(Parser *P) {
 }
 
 static int qual_of(const Tok *t) {
-  static const struct { const char *s; int q; } qs[] = {
-    {"const", CQ_CONST}, {"__const", CQ_CONST}, {"__const__", CQ_CONST},
-    {"volatile", CQ_VOLATILE}, {"__volatile", CQ_VOLATILE},
-    {"__volatile__", CQ_VOLATILE}, {"restrict", CQ_RESTRICT},
-    {"__restrict", CQ_RESTRICT}, {"__restrict__", CQ_RESTRICT},
-    {"_Nonnull", -1}, {"_Nullable", -1}, {"__capability", -1}, {NULL, 0}};
-  int i;
   if (t->kind != T_IDENT) return 0;
-  for (i = 0; qs[i].s; i++)
-    if (!strcmp(t->id, qs[i].s)) return qs[i].q;
+  switch (t->kw) {
+  case K_CONST: return CQ_CONST;
+  case K_VOLATILE: return CQ_VOLATILE;
+  case K_RESTRICT: return CQ_RESTRICT;
+  case K_NULLQ: return -1;             /* _Nonnull, _Nullable: ignored */
+  }
   return 0;
 }
 
-static const char *const type_words[] = {
-  "void", "char", "short", "int", "long", "float", "double", "signed",
-  "unsigned", "_Bool", "__int128", "__signed", "__signed__", "struct",
-  "union", "enum", "_Atomic", "__attribute__", "__attribute", "_Alignas",
-  "alignas", "__extension__", "typeof", "__typeof__", "__typeof", "const",
-  "volatile", "restrict", "__const", "__const__", "__volatile",
-  "__volatile__", "__restrict", "__restrict__", "_Complex", "__complex__",
-  NULL};
-
 /* Whether token t can begin a type name (cast, sizeof, parameter). */
 static int starts_type(Parser *P, const Tok *t) {
-  int i;
   if (t->kind != T_IDENT) return 0;
-  for (i = 0; type_words[i]; i++)
-    if (!strcmp(t->id, type_words[i])) return 1;
+  switch (t->kw) {
+  case K_STRUCT: case K_UNION: case K_ENUM: case K_CONST: case K_VOLATILE:
+  case K_RESTRICT: case K_NULLQ: case K_ATOMIC: case K_ATTRIBUTE:
+  case K_ALIGNAS: case K_TYPEOF: case K_COMPLEX: case K_VOID: case K_BOOL:
+  case K_CHAR: case K_SHORT: case K_INT: case K_LONG: case K_FLOAT:
+  case K_DOUBLE: case K_SIGNED: case K_UNSIGNED: case K_INT128:
+  case K_EXTENSION:
+    return 1;
+  }
   return cu_find_typedef(P->u, t->id) != NULL;
 }
 
 static int storage_of(const Tok *t) {
-  static const struct { const char *s; int st; } ss[] = {
-    {"typedef", ST_TYPEDEF}, {"extern", ST_EXTERN}, {"static", ST_STATIC},
-    {"auto", ST_OTHER}, {"register", ST_OTHER}, {"_Thread_local", ST_OTHER},
-    {"__thread", ST_OTHER}, {"inline", -1}, {"__inline", -1},
-    {"__inline__", -1}, {"_Noreturn", -1}, {"__extension__", -1}, {NULL, 0}};
-  int i;
   if (t->kind != T_IDENT) return 0;
-  for (i = 0; ss[i].s; i++)
-    if (!strcmp(t->id, ss[i].s)) return ss[i].st;
+  switch (t->kw) {
+  case K_TYPEDEF: return ST_TYPEDEF;
+  case K_EXTERN: return ST_EXTERN;
+  case K_STATIC: return ST_STATIC;
+  case K_AUTO: case K_REGISTER: case K_THREAD: return ST_OTHER;
+  case K_INLINE: case K_NORETURN: case K_EXTENSION: return -1;
+  }
   return 0;
 }
 
@@ -1321,7 +1405,7 @@ static void parse_members(Parser *P, FieldVec *fv) {
     Tok start = *cur(P);
     if (start.kind == T_EOF) expected(P, "'}'");
     if (accept(P, ';')) continue;
-    if (is_id(&start, "_Static_assert") || is_id(&start, "static_assert")) {
+    if (is_kw(&start, K_STATIC_ASSERT)) {
       parse_static_assert(P);
       continue;
     }
@@ -1497,15 +1581,20 @@ enum { W_VOID, W_BOOL, W_CHAR, W_SHORT, W_INT, W_LONG, W_FLOAT, W_DOUBLE,
        W_SIGNED, W_UNSIGNED, W_INT128, W_N };
 
 static int word_of(const Tok *t) {
-  static const struct { const char *s; int w; } ws[] = {
-    {"void", W_VOID}, {"_Bool", W_BOOL}, {"char", W_CHAR}, {"short", W_SHORT},
-    {"int", W_INT}, {"long", W_LONG}, {"float", W_FLOAT}, {"double", W_DOUBLE},
-    {"signed", W_SIGNED}, {"__signed", W_SIGNED}, {"__signed__", W_SIGNED},
-    {"unsigned", W_UNSIGNED}, {"__int128", W_INT128}, {NULL, 0}};
-  int i;
   if (t->kind != T_IDENT) return -1;
-  for (i = 0; ws[i].s; i++)
-    if (!strcmp(t->id, ws[i].s)) return ws[i].w;
+  switch (t->kw) {
+  case K_VOID: return W_VOID;
+  case K_BOOL: return W_BOOL;
+  case K_CHAR: return W_CHAR;
+  case K_SHORT: return W_SHORT;
+  case K_INT: return W_INT;
+  case K_LONG: return W_LONG;
+  case K_FLOAT: return W_FLOAT;
+  case K_DOUBLE: return W_DOUBLE;
+  case K_SIGNED: return W_SIGNED;
+  case K_UNSIGNED: return W_UNSIGNED;
+  case K_INT128: return W_INT128;
+  }
   return -1;
 }
 
@@ -1578,7 +1667,7 @@ static CType *qualify(Parser *P, const Tok *at, CType *t, int quals) {
  * type word has been seen, so `typedef int T; typedef int T;` works.
  */
 static void parse_specs(Parser *P, Spec *s, int ctx) {
-  int w[W_N], quals = 0, b;
+  int w[W_N], quals = 0, b, nwords = 0;
   CType *other = NULL;
   Tok first = *cur(P), otok = first;
   memset(w, 0, sizeof w);
@@ -1590,20 +1679,20 @@ static void parse_specs(Parser *P, Spec *s, int ctx) {
     if (t->kind != T_IDENT) break;
     if ((st = storage_of(t)) != 0) {
       if (st > 0) {
-        if (ctx != CTX_TOP && !(ctx == CTX_PARAM && !strcmp(t->id, "register")))
+        if (ctx != CTX_TOP && !(ctx == CTX_PARAM && t->kw == K_REGISTER))
           fail(P, t->line, t->col, "storage class '%s' not allowed here", t->id);
         if (s->storage != ST_NONE && s->storage != st)
           fail(P, t->line, t->col, "multiple storage classes in declaration");
         s->storage = st;
         if (ctx == CTX_TOP) P->storage = st;
-      } else if (ctx == CTX_TOP && strcmp(t->id, "__extension__") != 0) {
+      } else if (ctx == CTX_TOP && t->kw != K_EXTENSION) {
         P->storage = ST_OTHER;     /* inline / _Noreturn: a function */
       }
       adv(P);
     } else if ((q = qual_of(t)) != 0) {
       if (q > 0) quals |= q;
       adv(P);
-    } else if (!strcmp(t->id, "_Atomic")) {
+    } else if (t->kw == K_ATOMIC) {
       if (peek(P, 1)->kind == '(') {
         Tok at = *t;
         CType *in;
@@ -1618,23 +1707,24 @@ static void parse_specs(Parser *P, Spec *s, int ctx) {
         quals |= CQ_ATOMIC;
         adv(P);
       }
-    } else if (!strcmp(t->id, "__attribute__") || !strcmp(t->id, "__attribute")) {
+    } else if (t->kw == K_ATTRIBUTE) {
       parse_attrs(P, &s->attrs);
-    } else if (!strcmp(t->id, "_Alignas") || !strcmp(t->id, "alignas")) {
+    } else if (t->kw == K_ALIGNAS) {
       parse_alignas(P, s);
     } else if ((wd = word_of(t)) >= 0) {
       if (other != NULL) fail(P, t->line, t->col, "two or more data types in declaration specifiers");
       w[wd]++;
+      nwords++;
       adv(P);
-    } else if (!strcmp(t->id, "struct") || !strcmp(t->id, "union") || !strcmp(t->id, "enum")) {
+    } else if (t->kw == K_STRUCT || t->kw == K_UNION || t->kw == K_ENUM) {
       Tok at = *t;
-      if (other != NULL || base_of(w) != -2)
+      if (other != NULL || nwords)
         fail(P, at.line, at.col, "two or more data types in declaration specifiers");
-      other = at.id[0] == 'e' ? parse_enum(P) : parse_record(P, s, at.id[0] == 'u');
+      other = at.kw == K_ENUM ? parse_enum(P) : parse_record(P, s, at.kw == K_UNION);
       otok = at;
-    } else if (!strcmp(t->id, "typeof") || !strcmp(t->id, "__typeof__") || !strcmp(t->id, "__typeof")) {
+    } else if (t->kw == K_TYPEOF) {
       Tok at = *t;
-      if (other != NULL || base_of(w) != -2)
+      if (other != NULL || nwords)
         fail(P, at.line, at.col, "two or more data types in declaration specifiers");
       adv(P);
       expect(P, '(', "'('");
@@ -1642,9 +1732,9 @@ static void parse_specs(Parser *P, Spec *s, int ctx) {
       other = parse_typename(P);
       expect(P, ')', "')'");
       otok = at;
-    } else if (!strcmp(t->id, "_Complex") || !strcmp(t->id, "__complex__")) {
+    } else if (t->kw == K_COMPLEX) {
       fail(P, t->line, t->col, "complex types are not supported");
-    } else if (other == NULL && base_of(w) == -2 && cu_find_typedef(P->u, t->id) != NULL) {
+    } else if (other == NULL && nwords == 0 && cu_find_typedef(P->u, t->id) != NULL) {
       other = cu_find_typedef(P->u, t->id);
       otok = *t;
       adv(P);
@@ -1699,7 +1789,7 @@ static void parse_params(Parser *P, DOp *op) {
     P->in_params--;
     return;
   }
-  if (is_id(cur(P), "void") && peek(P, 1)->kind == ')') {
+  if (is_kw(cur(P), K_VOID) && peek(P, 1)->kind == ')') {
     adv(P);
     adv(P);
     P->in_params--;
@@ -1744,7 +1834,7 @@ static int nested_follows(Parser *P, int mode) {
   Tok *t = peek(P, 1);
   if (mode == DM_NAMED) return 1;
   if (t->kind == '*' || t->kind == '(' || t->kind == '[' || t->kind == '^') return 1;
-  if (t->kind == T_IDENT && (is_id(t, "__attribute__") || is_id(t, "__attribute")))
+  if (is_kw(t, K_ATTRIBUTE))
     return 1;
   if (t->kind == T_IDENT && mode == DM_EITHER && !starts_type(P, t)) return 1;
   return 0;
@@ -1755,7 +1845,7 @@ static void parse_array_suffix(Parser *P, DOp *op) {
   memset(op, 0, sizeof *op);
   op->kind = OP_ARRAY;
   adv(P);
-  while (is_id(cur(P), "static") || qual_of(cur(P)) != 0) adv(P);
+  while (is_kw(cur(P), K_STATIC) || qual_of(cur(P)) != 0) adv(P);
   if (accept(P, ']')) {
     op->flexible = 1;
     return;
@@ -1796,7 +1886,7 @@ static void parse_declarator(Parser *P, Decl *d, int mode) {
       if (q != 0) {
         if (q > 0) op.quals |= q;
         adv(P);
-      } else if (is_id(cur(P), "_Atomic") && peek(P, 1)->kind != '(') {
+      } else if (is_kw(cur(P), K_ATOMIC) && peek(P, 1)->kind != '(') {
         op.quals |= CQ_ATOMIC;
         adv(P);
       } else if (!parse_attrs(P, &d->attrs)) {
@@ -1814,7 +1904,7 @@ static void parse_declarator(Parser *P, Decl *d, int mode) {
     if (inner.name) d->at = inner.at;
     d->attrs.packed |= inner.attrs.packed;
     if (inner.attrs.aligned > d->attrs.aligned) d->attrs.aligned = inner.attrs.aligned;
-  } else if (cur(P)->kind == T_IDENT && mode != DM_ABSTRACT && !is_id(cur(P), "__attribute__")) {
+  } else if (cur(P)->kind == T_IDENT && mode != DM_ABSTRACT && !is_kw(cur(P), K_ATTRIBUTE)) {
     d->at = *cur(P);
     d->name = cur(P)->id;
     adv(P);
@@ -2022,13 +2112,13 @@ static void parse_external(Parser *P) {
   } else if (t->kind == '}' && P->externc > 0) {
     P->externc--;
     adv(P);
-  } else if (is_id(t, "extern") && peek(P, 1)->kind == T_STR) {
+  } else if (is_kw(t, K_EXTERN) && peek(P, 1)->kind == T_STR) {
     adv(P);
     adv(P);
     if (accept(P, '{')) P->externc++;
-  } else if (is_id(t, "_Static_assert") || is_id(t, "static_assert")) {
+  } else if (is_kw(t, K_STATIC_ASSERT)) {
     parse_static_assert(P);
-  } else if (is_id(t, "__asm__") || is_id(t, "asm") || is_id(t, "__asm")) {
+  } else if (is_kw(t, K_ASM)) {
     skip_asm(P);
     expect(P, ';', "';'");
   } else {

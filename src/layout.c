@@ -77,6 +77,7 @@ typedef struct Sym {
   unsigned hash;
   int ns, kind, vtype;
   const char *name;     /* symbol name; DK_FUNC: parameter spelling  */
+  size_t nlen;          /* strlen(name)                              */
   size_t len;           /* macros: body length                       */
   const char *body;     /* macros: body text                         */
   CType *type;          /* typedef target, tag, DERIVED: key's base  */
@@ -173,7 +174,7 @@ static Sym *sym_find(CUniverse *u, int ns, const char *name, size_t n) {
   unsigned h = hash_name(ns, name, n);
   Sym *s, *best = NULL;
   for (s = u->buckets[h & (u->nbuckets - 1)]; s != NULL; s = s->next)
-    if (s->hash == h && s->ns == ns && strlen(s->name) == n &&
+    if (s->hash == h && s->ns == ns && s->nlen == n &&
         memcmp(s->name, name, n) == 0 && (best == NULL || s->serial > best->serial))
       best = s;
   return best;
@@ -184,6 +185,7 @@ static Sym *sym_new(CUniverse *u, int ns, int kind, const char *name) {
   Sym *s = sym_add(u, ns, kind, hash_name(ns, name, n));
   if (s == NULL) return NULL;
   s->name = cu_strndup(u, name, n);
+  s->nlen = n;
   return s->name == NULL ? NULL : s;
 }
 
@@ -587,8 +589,8 @@ CType *cu_qualified(CUniverse *u, CType *t, int quals, char *err,
     return base;
   }
   if ((t->kind == CK_STRUCT || t->kind == CK_UNION || t->kind == CK_ENUM) &&
-      (!(quals & CQ_ATOMIC) || !t->complete))
-    return base;     /* const/volatile change nothing a view needs */
+      !t->complete)
+    return base;     /* an incomplete type stays one object, to complete */
   if (quals == CTX(base)->quals) return base;     /* a qualified typedef */
   if ((e = derived_find(u, DK_QUAL, base, quals, NULL)) != NULL)
     return e->result;
