@@ -6,26 +6,56 @@
 --   local ch = channel.attach(m, offset)                       -- joins
 --   ch:send(msg [, timeout_s])  -> true | nil, msg, errno (ETIMEDOUT, EPIPE)
 --   ch:recv([timeout_s])        -> msg  | nil, msg, errno (ETIMEDOUT, EPIPE)
---   ch:try_send(msg) -> true | false        ch:try_recv() -> msg | nil
+--   ch:try_send(msg) -> true | false | nil, msg, EPIPE
+--   ch:try_recv()    -> msg  | nil (empty) | nil, msg, EPIPE (closed, empty)
+--   ch:send_batch(list [, timeout_s]) -> count | nil, msg, errno, count
+--   ch:recv_batch(max [, timeout_s])  -> list  | nil, msg, errno
 --   ch:close()       -- either side: the peer's send/recv then fail with
 --                       EPIPE (recv only once the ring is empty)
+--   ch:pending_bytes()  -- bytes published and not yet consumed
+--
+-- timeout_s: nil waits forever, 0 only looks, else seconds (a number >= 0;
+-- anything else raises).  Failures are io-style triples whose message reads
+-- "channel:recv: ETIMEDOUT: Connection timed out".  A message that is not a
+-- string, is longer than the maximum (capacity/2 - 4) or, on a fixed-size
+-- channel, has another size raises.
 --
 -- The layout is `struct shm_channel` (declared below with shm.cdef, so a C
--- program can join): a 192-byte header, then `capacity` bytes of ring.
--- head and tail count bytes written and consumed, modulo 2^32; the
--- producer owns head, the consumer owns tail.  A record is a 32-bit
--- little-endian length, the payload, and padding to 4 bytes; a length of
--- 0xFFFFFFFF marks the end of the ring (the next record starts at 0).
+-- program can join; tests/c/channel_peer.c does): a 192-byte header, then
+-- `capacity` bytes of ring.  head and tail count bytes written and consumed,
+-- modulo 2^32; the producer owns head, the consumer owns tail.  A record is
+-- a 32-bit length (host byte order), the payload, and padding to 4 bytes;
+-- a length of 0xFFFFFFFF marks the end of the ring (the record starts at 0
+-- instead), written when a record does not fit in the bytes left before the
+-- end.  A fixed-size channel (msg_size > 0) has the same records.
 -- The producer writes the record, then publishes head; the consumer reads
 -- the record, then publishes tail.  Both publish with shm.notify, which
 -- makes one futex syscall only when the peer sleeps (head_waiters,
 -- tail_waiters), and wait with shm.wait_change, which spins, yields and
--- sleeps adaptively (src/atomic.c).
+-- sleeps adaptively (src/atomic.c).  Only the consumer ever sleeps on head
+-- and only the producer on tail, so a side that starts waiting knows that
+-- a non-zero count of its own kind was left by a predecessor killed in its
+-- sleep: it clears it once (so the peer stops making useless wake calls).
+-- A sleeper notices close() within 50 ms (SLICE).
 --
--- Recovery: a consumer that dies and is restarted attaches again and goes
--- on at tail: a message is consumed when recv returns it (tail is
--- published after the copy), so a consumer killed inside recv loses
--- nothing; one killed after recv returned has taken that message with it.
+-- Crash recovery, exactly: a message is sent once send has published head
+-- (its last step) and consumed once recv has published tail (after copying
+-- the message out, before returning it).  Either side may be killed at any
+-- point and a successor attach and carry on where the published index
+-- says: the ring is never torn by a kill.  A producer killed inside send
+-- has not sent that message; a consumer killed inside recv before the
+-- publish leaves the message for its successor (no loss, no duplicate); a
+-- consumer killed after the publish and before its caller recorded the
+-- message has lost that one message.  So a consumer that records each
+-- message right after recv returns sees, across successors, a strictly
+-- increasing sequence with no duplicates and at most one message missing
+-- per kill (tests/stress_spec.lua checks exactly that).  recv_batch
+-- publishes once per batch, so a kill may lose up to the whole batch.
+--
+-- Changes from the first version: failure messages name the errno; timeouts
+-- are checked; try_recv tells a closed channel from an empty one; new and
+-- attach check that the channel fits the mapping and that msg_size is sane;
+-- stale waiter counts of a killed peer are cleared; send_batch/recv_batch.
 local shm = require "shm"
 
 shm.cdef [[
@@ -44,19 +74,40 @@ struct shm_channel {
 };
 ]]
 
+local atomic_load, notify, wait_change = shm.atomic_load, shm.notify, shm.wait_change
+local clock = shm.clock
+local type, mtype = type, math.type
+
 local M = {}
 M.MAGIC = 0x4e414843        -- "CHAN"
 M.HEADER = shm.sizeof("struct shm_channel")
 local WRAP, M32 = 0xFFFFFFFF, 0xFFFFFFFF
 -- Sleeping waiters wake at least this often to notice a closed channel.
 local SLICE = 0.05
+local EPIPE, ETIMEDOUT = shm.EPIPE or 32, shm.ETIMEDOUT or 110
 
 local Channel = {}
 Channel.__index = Channel
+M.Channel = Channel
 
 --- Bytes a channel of `capacity` takes in a mapping.
 function M.size(capacity)
   return M.HEADER + capacity
+end
+
+--- The largest message a channel of `capacity` carries.
+function M.max_message(capacity)
+  return capacity // 2 - 4
+end
+
+-- The failure triple: nil, "channel:<op>: ENAME: text", errno.
+local function fail(op, e, text)
+  local name = shm.errno_name and shm.errno_name(e) or tostring(e)
+  return nil, ("channel:%s: %s: %s"):format(op, name, text or shm.strerror(e)), e
+end
+
+local function closed(op)
+  return fail(op, EPIPE, "channel closed")
 end
 
 local function setup(m, offset, hv)
@@ -72,17 +123,28 @@ local function setup(m, offset, hv)
   return ch
 end
 
+local function check_offset(m, offset, level)
+  if mtype(offset) ~= "integer" or offset < 0 or offset % 4 ~= 0 then
+    error("channel offset must be a non-negative multiple of 4", level + 1)
+  end
+end
+
 --- Creates a channel at `offset` of mapping m (zeroing its header).
 -- capacity: a power of two, at least 64; msg_size: 0 or nil for messages
 -- of any size up to capacity/2 - 4 bytes, else the one size they all have.
 function M.new(m, offset, capacity, msg_size)
   msg_size = msg_size or 0
-  if math.type(capacity) ~= "integer" or capacity < 64 or capacity > 1 << 30
+  check_offset(m, offset, 2)
+  if mtype(capacity) ~= "integer" or capacity < 64 or capacity > 1 << 30
      or capacity & (capacity - 1) ~= 0 then
     error("channel capacity must be a power of two from 64 to 2^30", 2)
   end
-  if math.type(msg_size) ~= "integer" or msg_size < 0 or msg_size > capacity // 2 - 4 then
+  if mtype(msg_size) ~= "integer" or msg_size < 0 or msg_size > capacity // 2 - 4 then
     error("channel msg_size must be 0 or at most capacity/2 - 4", 2)
+  end
+  if offset + M.HEADER + capacity > #m then
+    error(("channel of %d bytes at offset %d does not fit in a mapping of %d bytes")
+          :format(M.HEADER + capacity, offset, #m), 2)
   end
   local hv = shm.view(m, "struct shm_channel", offset)
   shm.fill(hv, 0, M.HEADER)
@@ -92,61 +154,82 @@ function M.new(m, offset, capacity, msg_size)
 end
 
 --- Joins the channel that another process created at `offset` of m.
+-- Raises if there is none (bad magic) or its header makes no sense.
 function M.attach(m, offset)
+  check_offset(m, offset, 2)
+  if offset + M.HEADER > #m then
+    error(("no channel at offset %d (the mapping has %d bytes)"):format(offset, #m), 2)
+  end
   local hv = shm.view(m, "struct shm_channel", offset)
-  if shm.atomic_load(hv, "magic") ~= M.MAGIC then
+  if atomic_load(hv, "magic") ~= M.MAGIC then
     error(("no channel at offset %d (bad magic)"):format(offset), 2)
   end
-  local cap = hv.capacity
-  if cap < 64 or cap & (cap - 1) ~= 0 or offset + M.HEADER + cap > #m then
-    error(("channel at offset %d is corrupt (capacity %d)"):format(offset, cap), 2)
+  local cap, size = hv.capacity, hv.msg_size
+  if cap < 64 or cap > 1 << 30 or cap & (cap - 1) ~= 0 or offset + M.HEADER + cap > #m
+     or size > cap // 2 - 4 then
+    error(("channel at offset %d is corrupt (capacity %d, msg_size %d)")
+          :format(offset, cap, size), 2)
   end
   return setup(m, offset, hv)
 end
 
+local function check_timeout(timeout, level)
+  if type(timeout) ~= "number" or not (timeout >= 0) then
+    error("channel: timeout must be nil or a number of seconds >= 0", level + 1)
+  end
+end
+
 local function deadline_of(timeout)
-  if timeout == nil then return nil end
-  return shm.clock() + math.floor(timeout * 1e9)
+  if timeout == nil or timeout >= 1e9 then return nil end
+  return clock() + math.floor(timeout * 1e9)
 end
 
 -- Waits until field f of the header is no longer `old`, in slices, giving
 -- up at `deadline` (ns, or nil: never) or once the channel is closed.
-local function wait(self, f, old, waiters, deadline)
+-- Returns the new value, or the failure triple of operation `op`.
+local function wait(self, op, f, old, waiters, deadline)
   local hv = self.hv
+  if not self[waiters] then
+    -- first wait of this side: clear a count left by a killed predecessor
+    if atomic_load(hv, waiters) ~= 0 then shm.atomic_store(hv, waiters, 0) end
+    self[waiters] = true
+  end
   while true do
-    if hv.closed ~= 0 then return nil, "channel closed", shm.EPIPE end
+    if hv.closed ~= 0 then return closed(op) end
     local slice = SLICE
     if deadline then
-      local left = (deadline - shm.clock()) / 1e9
-      if left <= 0 then return nil, "channel: ETIMEDOUT: timed out", shm.ETIMEDOUT end
+      local left = (deadline - clock()) / 1e9
+      if left <= 0 then return fail(op, ETIMEDOUT) end
       if left < slice then slice = left end
     end
-    local v = shm.wait_change(hv, f, old, slice, waiters)
+    local v = wait_change(hv, f, old, slice, waiters)
     if v then return v end
   end
 end
 
-local function check_msg(self, msg)
+local function check_msg(self, msg, level)
   if type(msg) ~= "string" then
-    error("channel: message must be a string, got " .. type(msg), 3)
+    error("channel: message must be a string, got " .. type(msg), level + 1)
   end
   local n = #msg
   if self.fixed ~= 0 and n ~= self.fixed then
-    error(("channel: messages are %d bytes, got %d"):format(self.fixed, n), 3)
+    error(("channel: messages are %d bytes, got %d"):format(self.fixed, n), level + 1)
   elseif n > self.max then
-    error(("channel: message of %d bytes exceeds the maximum of %d"):format(n, self.max), 3)
+    error(("channel: message of %d bytes exceeds the maximum of %d"):format(n, self.max),
+          level + 1)
   end
   return n
 end
 
--- Room needed at head for a record of rec bytes (a wrap marker included).
-local function need(self, rec)
-  local room = self.cap - (self.head & self.mask)
+-- Room needed at `head` for a record of rec bytes (a wrap marker included).
+local function need(self, head, rec)
+  local room = self.cap - (head & self.mask)
   return rec <= room and rec or room + rec
 end
 
-local function put(self, msg, n, rec)
-  local head = self.head
+-- Writes the record of msg (n bytes, rec with header and padding) at
+-- `head`, which has room; returns the head after it (not yet published).
+local function put(self, head, msg, n, rec)
   local pos = head & self.mask
   local room = self.cap - pos
   if rec > room then
@@ -155,47 +238,112 @@ local function put(self, msg, n, rec)
   end
   self.words[pos >> 2] = n
   if n > 0 then self.m:write(self.data + pos + 4, msg) end
-  head = (head + rec) & M32
-  self.head = head
-  shm.notify(self.hv, "head", head, "head_waiters")
+  return (head + rec) & M32
+end
+
+-- Waits for `want` bytes of room at head; true, or the failure triple.
+local function wait_room(self, op, want, timeout)
+  local hv = self.hv
+  local tail = atomic_load(hv, "tail")
+  if self.cap - ((self.head - tail) & M32) < want then
+    local deadline = deadline_of(timeout)
+    repeat
+      local t, err, code = wait(self, op, "tail", tail, "tail_waiters", deadline)
+      if not t then return nil, err, code end
+      tail = t
+    until self.cap - ((self.head - tail) & M32) >= want
+  end
+  self.tail_seen = tail
+  return true
 end
 
 --- Sends msg, waiting for room at most timeout_s seconds (nil: forever).
 function Channel:send(msg, timeout)
-  local n = check_msg(self, msg)
+  if timeout ~= nil then check_timeout(timeout, 2) end
+  local n = check_msg(self, msg, 2)
   local rec = 4 + ((n + 3) & ~3)
-  local want = need(self, rec)
-  if self.hv.closed ~= 0 then return nil, "channel closed", shm.EPIPE end
-  if self.cap - ((self.head - self.tail_seen) & M32) < want then
-    local tail = shm.atomic_load(self.hv, "tail")
-    local deadline = deadline_of(timeout)
-    while self.cap - ((self.head - tail) & M32) < want do
-      local t, err, code = wait(self, "tail", tail, "tail_waiters", deadline)
-      if not t then return nil, err, code end
-      tail = t
-    end
-    self.tail_seen = tail
+  local head = self.head
+  local want = need(self, head, rec)
+  if self.hv.closed ~= 0 then return closed("send") end
+  if self.cap - ((head - self.tail_seen) & M32) < want then
+    local ok, err, code = wait_room(self, "send", want, timeout)
+    if not ok then return nil, err, code end
   end
-  put(self, msg, n, rec)
+  head = put(self, head, msg, n, rec)
+  self.head = head
+  notify(self.hv, "head", head, "head_waiters")
   return true
 end
 
 --- Sends msg if there is room now: true, or false when the ring is full.
 function Channel:try_send(msg)
-  local n = check_msg(self, msg)
+  local n = check_msg(self, msg, 2)
   local rec = 4 + ((n + 3) & ~3)
-  local want = need(self, rec)
-  if self.hv.closed ~= 0 then return nil, "channel closed", shm.EPIPE end
-  if self.cap - ((self.head - self.tail_seen) & M32) < want then
-    self.tail_seen = shm.atomic_load(self.hv, "tail")
-    if self.cap - ((self.head - self.tail_seen) & M32) < want then return false end
+  local head = self.head
+  local want = need(self, head, rec)
+  if self.hv.closed ~= 0 then return closed("try_send") end
+  if self.cap - ((head - self.tail_seen) & M32) < want then
+    self.tail_seen = atomic_load(self.hv, "tail")
+    if self.cap - ((head - self.tail_seen) & M32) < want then return false end
   end
-  put(self, msg, n, rec)
+  head = put(self, head, msg, n, rec)
+  self.head = head
+  notify(self.hv, "head", head, "head_waiters")
   return true
 end
 
-local function take(self)
-  local tail = self.tail
+--- Sends every message of `list` in order, publishing head once per run
+-- of messages that fit, so the consumer is woken once per run rather than
+-- once per message.  Returns #list, or on timeout/close the failure triple
+-- followed by how many were sent (those stay sent).
+function Channel:send_batch(list, timeout)
+  if type(list) ~= "table" then
+    error("channel: send_batch expects a list of strings, got " .. type(list), 2)
+  end
+  if timeout ~= nil then check_timeout(timeout, 2) end
+  local count = #list
+  for i = 1, count do check_msg(self, list[i], 2) end
+  local hv = self.hv
+  if hv.closed ~= 0 then
+    local _, err, code = closed("send_batch")
+    return nil, err, code, 0
+  end
+  local deadline, i = nil, 1
+  local head, tail = self.head, self.tail_seen
+  while i <= count do
+    local msg = list[i]
+    local n = #msg
+    local rec = 4 + ((n + 3) & ~3)
+    local want = need(self, head, rec)
+    if self.cap - ((head - tail) & M32) < want then
+      if head ~= self.head then   -- publish what fits before waiting
+        self.head = head
+        notify(hv, "head", head, "head_waiters")
+      end
+      tail = atomic_load(hv, "tail")
+      if self.cap - ((head - tail) & M32) < want then
+        deadline = deadline or deadline_of(timeout)
+        self.tail_seen = tail
+        local ok, err, code = wait_room(self, "send_batch", want,
+          deadline and math.max(0, (deadline - clock()) / 1e9))
+        if not ok then return nil, err, code, i - 1 end
+        tail = self.tail_seen
+      end
+    end
+    head = put(self, head, msg, n, rec)
+    i = i + 1
+  end
+  self.tail_seen = tail
+  if head ~= self.head then
+    self.head = head
+    notify(hv, "head", head, "head_waiters")
+  end
+  return count
+end
+
+-- Reads the record at self.tail (known to be published) and returns the
+-- message and the tail after it (not yet published).
+local function read_record(self, tail)
   local pos = tail & self.mask
   local words = self.words
   local n = words[pos >> 2]
@@ -207,41 +355,89 @@ local function take(self)
     error(("channel: corrupt record length %d at offset %d"):format(n, pos), 3)
   end
   local msg = n > 0 and self.m:read(self.data + pos + 4, n) or ""
-  tail = (tail + 4 + ((n + 3) & ~3)) & M32
+  return msg, (tail + 4 + ((n + 3) & ~3)) & M32
+end
+
+local function take(self)
+  local msg, tail = read_record(self, self.tail)
   self.tail = tail
-  shm.notify(self.hv, "tail", tail, "tail_waiters")
+  notify(self.hv, "tail", tail, "tail_waiters")
   return msg
+end
+
+-- Waits until the ring holds something; the head seen, or the failure
+-- triple (EPIPE only once a closed ring is empty).
+local function wait_data(self, op, timeout)
+  local hv, tail = self.hv, self.tail
+  local head = atomic_load(hv, "head")
+  if head == tail then
+    local deadline = deadline_of(timeout)
+    repeat
+      local h, err, code = wait(self, op, "head", head, "head_waiters", deadline)
+      if not h then
+        -- closed: hand out what is still in the ring first
+        head = atomic_load(hv, "head")
+        if head == tail then return nil, err, code end
+      else
+        head = h
+      end
+    until head ~= tail
+  end
+  self.head_seen = head
+  return head
 end
 
 --- Receives the next message, waiting at most timeout_s seconds (nil: forever).
 function Channel:recv(timeout)
+  if timeout ~= nil then check_timeout(timeout, 2) end
   if self.head_seen == self.tail then
-    local head = shm.atomic_load(self.hv, "head")
-    if head == self.tail then
-      local deadline = deadline_of(timeout)
-      repeat
-        local h, err, code = wait(self, "head", head, "head_waiters", deadline)
-        if not h then
-          -- closed: hand out what is still in the ring first
-          head = shm.atomic_load(self.hv, "head")
-          if head == self.tail then return nil, err, code end
-        else
-          head = h
-        end
-      until head ~= self.tail
-    end
-    self.head_seen = head
+    local head, err, code = wait_data(self, "recv", timeout)
+    if not head then return nil, err, code end
   end
   return take(self)
 end
 
---- Receives a message if one is there: the message, or nil when empty.
+--- Receives a message if one is there: the message; nil when empty; the
+-- failure triple (EPIPE) when empty and closed.
 function Channel:try_recv()
   if self.head_seen == self.tail then
-    self.head_seen = shm.atomic_load(self.hv, "head")
-    if self.head_seen == self.tail then return nil end
+    self.head_seen = atomic_load(self.hv, "head")
+    if self.head_seen == self.tail then
+      if self.hv.closed ~= 0 then return closed("try_recv") end
+      return nil
+    end
   end
   return take(self)
+end
+
+--- Receives up to `max` messages (at least one, waiting for it as recv
+-- does), publishing tail once for all of them.  Returns a list.
+function Channel:recv_batch(max, timeout)
+  if mtype(max) ~= "integer" or max < 1 then
+    error("channel: recv_batch expects a maximum count >= 1", 2)
+  end
+  if timeout ~= nil then check_timeout(timeout, 2) end
+  local head = self.head_seen
+  local tail = self.tail
+  if head == tail then
+    local err, code
+    head, err, code = wait_data(self, "recv_batch", timeout)
+    if not head then return nil, err, code end
+  end
+  local list, k = {}, 0
+  repeat
+    local msg
+    msg, tail = read_record(self, tail)
+    k = k + 1
+    list[k] = msg
+    if tail == head and k < max then
+      head = atomic_load(self.hv, "head")
+      self.head_seen = head
+    end
+  until k >= max or tail == head
+  self.tail = tail
+  notify(self.hv, "tail", tail, "tail_waiters")
+  return list
 end
 
 --- Closes the channel for both sides; sleepers notice within 50 ms.
@@ -251,9 +447,9 @@ function Channel:close()
   shm.futex_wake(self.hv, "tail", "all")
 end
 
---- Messages waiting in the ring (bytes, as the consumer would see them).
+--- Bytes published and not yet consumed.
 function Channel:pending_bytes()
-  return (shm.atomic_load(self.hv, "head") - shm.atomic_load(self.hv, "tail")) & M32
+  return (atomic_load(self.hv, "head") - atomic_load(self.hv, "tail")) & M32
 end
 
 return M

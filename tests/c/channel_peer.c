@@ -1,0 +1,276 @@
+/*
+ * channel_peer.c: a C program that joins the shm.channel protocol
+ * (lua/shm/channel.lua), to prove that a channel made by shmlua can be
+ * used from C with nothing but the struct declaration and the rules below.
+ *
+ *   channel_peer consume N MAXPAY [OFFSET [FIRST]]
+ *       receives N messages from the channel at OFFSET of the memfd at
+ *       descriptor 3 and checks each is message(FIRST + i) (the format of
+ *       tests/data/ipc.lua: seq, Adler-32, a slice of the LCG block); prints
+ *       "consumed N messages, B bytes" and exits 0, else says what was wrong
+ *       on stderr and exits 1.
+ *   channel_peer produce N MAXPAY [OFFSET [FIRST]]
+ *       sends message(FIRST) .. message(FIRST + N - 1), then closes the
+ *       channel (the consumer drains the ring, then sees EPIPE).
+ *   channel_peer peek 1 MAXPAY [OFFSET [FIRST]]
+ *       copies and checks the next message, then exits 3 WITHOUT publishing
+ *       tail: what a consumer killed inside recv leaves behind.
+ *
+ * Protocol (see channel.lua): head and tail count bytes mod 2^32, the
+ * producer owns head, the consumer tail.  A record is a uint32 length, the
+ * payload, padding to 4; length 0xFFFFFFFF marks the end of the ring.  The
+ * producer writes the record, then stores head (seq_cst) and, if
+ * head_waiters is not zero, FUTEX_WAKEs head; the consumer copies, stores
+ * tail likewise (tail_waiters).  A sleeper increments the waiters count,
+ * re-checks the value, FUTEX_WAITs, decrements (src/atomic.c explains why
+ * no wake-up is lost).  Every wait is bounded: 20 s without progress is a
+ * failure (exit 2).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The layout of lua/shm/channel.lua, copied: it is our own protocol. */
+struct shm_channel {
+  uint32_t magic;         /* CHANNEL_MAGIC once initialised               */
+  uint32_t capacity;      /* bytes of ring after the header, power of two */
+  uint32_t msg_size;      /* every message has this size; 0: any size     */
+  uint32_t closed;        /* set to 1 by either side                      */
+  uint32_t pad0[12];
+  uint32_t head;          /* bytes published by the producer, mod 2^32    */
+  uint32_t head_waiters;  /* consumers asleep on head                     */
+  uint32_t pad1[14];
+  uint32_t tail;          /* bytes consumed by the consumer, mod 2^32     */
+  uint32_t tail_waiters;  /* producers asleep on tail                     */
+  uint32_t pad2[14];
+};
+
+#define CHANNEL_MAGIC 0x4e414843u
+#define WRAP 0xFFFFFFFFu
+#define STALL_NS 20000000000LL /* no progress for this long: give up */
+
+_Static_assert(sizeof(struct shm_channel) == 192, "channel header size");
+_Static_assert(offsetof(struct shm_channel, head) == 64, "head offset");
+_Static_assert(offsetof(struct shm_channel, tail) == 128, "tail offset");
+
+static struct shm_channel *ch;
+static unsigned char *ring;
+static uint32_t cap, mask, maxmsg;
+static unsigned char block[4096];
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+__attribute__((format(printf, 2, 3), noreturn))
+static void die(int code, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "channel_peer: ");
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  exit(code);
+}
+
+/* The LCG block of tests/data/ipc.lua. */
+static void make_block(void) {
+  uint32_t x = 1;
+  for (int i = 0; i < 4096; i++) {
+    x = (x * 1103515245u + 12345u) & 0x7fffffffu;
+    block[i] = (unsigned char)((x >> 16) & 255);
+  }
+}
+
+static uint32_t adler32(const unsigned char *p, size_t n) {
+  uint32_t a = 1, b = 0;
+  for (size_t i = 0; i < n; i++) {
+    a = (a + p[i]) % 65521;
+    b = (b + a) % 65521;
+  }
+  return (b << 16) | a;
+}
+
+/* message(seq) into buf (at least 8 + 4096 bytes); returns its length. */
+static size_t message(uint64_t seq, uint32_t maxpay, unsigned char *buf) {
+  uint32_t off = (uint32_t)(seq * 7919 % 2048);
+  uint32_t len = (uint32_t)(((seq * 2654435761u) >> 16) % ((uint64_t)maxpay + 1));
+  uint32_t s = (uint32_t)seq, sum = adler32(block + off, len);
+  for (int i = 0; i < 4; i++) {  /* little-endian, as string.pack("<I4") */
+    buf[i] = (unsigned char)(s >> (8 * i));
+    buf[4 + i] = (unsigned char)(sum >> (8 * i));
+  }
+  memcpy(buf + 8, block + off, len);
+  return 8 + (size_t)len;
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/*
+ * Waits until *p != old: spins a little, yields a little, then sleeps in
+ * 50 ms slices with the waiters count raised.  Returns the new value; or
+ * `old` once the channel is closed (the caller decides); exits (code 2)
+ * when nothing changed for STALL_NS.
+ */
+static uint32_t wait_change(uint32_t *p, uint32_t old, uint32_t *waiters) {
+  uint32_t v;
+  int64_t start = now_ns();
+  for (int i = 0; i < 4000; i++) {
+    if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) return v;
+    cpu_relax();
+  }
+  for (int i = 0; i < 8; i++) {
+    sched_yield();
+    if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) return v;
+  }
+  for (;;) {
+    struct timespec ts = {0, 50000000};
+    if (__atomic_load_n(&ch->closed, __ATOMIC_SEQ_CST)) return old;
+    __atomic_add_fetch(waiters, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(p, __ATOMIC_SEQ_CST) == old)
+      syscall(SYS_futex, p, FUTEX_WAIT, old, &ts, NULL, 0);
+    __atomic_sub_fetch(waiters, 1, __ATOMIC_SEQ_CST);
+    if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) return v;
+    if (now_ns() - start > STALL_NS) die(2, "no progress for %lld s (value %u)",
+                                         STALL_NS / 1000000000, old);
+  }
+}
+
+/* Stores v into *p and wakes the peer if it may sleep. */
+static void notify(uint32_t *p, uint32_t v, uint32_t *waiters) {
+  __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(waiters, __ATOMIC_SEQ_CST) != 0)
+    syscall(SYS_futex, p, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static uint32_t rd32(uint32_t pos) {
+  uint32_t v;
+  memcpy(&v, ring + pos, 4);
+  return v;
+}
+
+static void wr32(uint32_t pos, uint32_t v) { memcpy(ring + pos, &v, 4); }
+
+/*
+ * Consumer: copies message i into buf, checks it; publishes tail unless
+ * `peek`.  Returns the message length.
+ */
+static size_t consume_one(uint64_t seq, uint32_t maxpay, int peek) {
+  static unsigned char got[8 + 4096], want[8 + 4096];
+  uint32_t tail = __atomic_load_n(&ch->tail, __ATOMIC_RELAXED);
+  uint32_t head = __atomic_load_n(&ch->head, __ATOMIC_ACQUIRE);
+  while (head == tail) {
+    head = wait_change(&ch->head, head, &ch->head_waiters);
+    if (head == tail && __atomic_load_n(&ch->closed, __ATOMIC_SEQ_CST))
+      die(4, "channel closed before message %llu", (unsigned long long)seq);
+  }
+  uint32_t pos = tail & mask, n = rd32(pos);
+  if (n == WRAP) {
+    tail += cap - pos;
+    pos = 0;
+    n = rd32(0);
+  }
+  if (n > maxmsg || n > sizeof got)
+    die(1, "corrupt record length %u at %u", n, pos);
+  memcpy(got, ring + pos + 4, n);
+  size_t wn = message(seq, maxpay, want);
+  if (n < 8) die(1, "message %llu too short (%u bytes)", (unsigned long long)seq, n);
+  uint32_t gseq, gsum;
+  memcpy(&gseq, got, 4);
+  memcpy(&gsum, got + 4, 4);
+  if (gseq != (uint32_t)seq) die(1, "expected seq %llu, got %u", (unsigned long long)seq, gseq);
+  if (adler32(got + 8, n - 8) != gsum) die(1, "seq %llu: checksum fails (%u bytes)",
+                                           (unsigned long long)seq, n);
+  if (n != wn || memcmp(got, want, n) != 0)
+    die(1, "seq %llu: content differs (%u bytes)", (unsigned long long)seq, n);
+  if (!peek) notify(&ch->tail, tail + 4 + ((n + 3) & ~3u), &ch->tail_waiters);
+  return n;
+}
+
+static void produce_one(uint64_t seq, uint32_t maxpay) {
+  static unsigned char buf[8 + 4096];
+  uint32_t n = (uint32_t)message(seq, maxpay, buf);
+  uint32_t rec = 4 + ((n + 3) & ~3u);
+  uint32_t head = __atomic_load_n(&ch->head, __ATOMIC_RELAXED);
+  uint32_t pos = head & mask, room = cap - pos;
+  uint32_t need = rec <= room ? rec : room + rec;
+  if (n > maxmsg) die(1, "message of %u bytes exceeds %u", n, maxmsg);
+  uint32_t tail = __atomic_load_n(&ch->tail, __ATOMIC_ACQUIRE);
+  while (cap - (head - tail) < need) {
+    tail = wait_change(&ch->tail, tail, &ch->tail_waiters);
+    if (__atomic_load_n(&ch->closed, __ATOMIC_SEQ_CST))
+      die(4, "channel closed by the consumer at message %llu", (unsigned long long)seq);
+  }
+  if (rec > room) {
+    wr32(pos, WRAP);
+    head += room;
+    pos = 0;
+  }
+  wr32(pos, n);
+  memcpy(ring + pos + 4, buf, n);
+  notify(&ch->head, head + rec, &ch->head_waiters);
+}
+
+int main(int argc, char **argv) {
+  struct stat st;
+  if (argc < 4) {
+    fprintf(stderr, "usage: channel_peer consume|produce|peek N MAXPAY [OFFSET [FIRST]]\n");
+    return 2;
+  }
+  const char *mode = argv[1];
+  uint64_t n = strtoull(argv[2], NULL, 10);
+  uint32_t maxpay = (uint32_t)strtoul(argv[3], NULL, 10);
+  size_t offset = argc > 4 ? strtoull(argv[4], NULL, 10) : 0;
+  uint64_t first = argc > 5 ? strtoull(argv[5], NULL, 10) : 1;
+  if (maxpay > 2048) die(2, "MAXPAY %u above 2048", maxpay);
+  make_block();
+  if (fstat(3, &st) != 0) die(2, "fstat(3): %s", strerror(errno));
+  unsigned char *base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, 3, 0);
+  if (base == MAP_FAILED) die(2, "mmap: %s", strerror(errno));
+  if (offset % 4 != 0 || offset + sizeof *ch > (size_t)st.st_size)
+    die(2, "offset %zu outside the object of %lld bytes", offset, (long long)st.st_size);
+  ch = (struct shm_channel *)(base + offset);
+  if (__atomic_load_n(&ch->magic, __ATOMIC_ACQUIRE) != CHANNEL_MAGIC)
+    die(2, "no channel at offset %zu (magic %x)", offset, ch->magic);
+  cap = ch->capacity;
+  if (cap < 64 || (cap & (cap - 1)) != 0 || offset + sizeof *ch + cap > (size_t)st.st_size)
+    die(2, "corrupt channel (capacity %u)", cap);
+  mask = cap - 1;
+  maxmsg = cap / 2 - 4;
+  ring = base + offset + sizeof *ch;
+
+  if (strcmp(mode, "consume") == 0 || strcmp(mode, "peek") == 0) {
+    int peek = mode[0] == 'p';
+    uint64_t bytes = 0;
+    for (uint64_t i = 0; i < n; i++) bytes += consume_one(first + i, maxpay, peek);
+    if (peek) return 3;
+    printf("consumed %llu messages, %llu bytes\n", (unsigned long long)n,
+           (unsigned long long)bytes);
+  } else if (strcmp(mode, "produce") == 0) {
+    for (uint64_t i = 0; i < n; i++) produce_one(first + i, maxpay);
+    __atomic_store_n(&ch->closed, 1, __ATOMIC_SEQ_CST);
+    syscall(SYS_futex, &ch->head, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    printf("produced %llu messages\n", (unsigned long long)n);
+  } else {
+    die(2, "unknown mode '%s'", mode);
+  }
+  return 0;
+}

@@ -1,0 +1,438 @@
+-- channel_spec.lua: the SPSC ring channel of lua/shm/channel.lua, in one
+-- process (layout, sizes, wrap-around, full and empty rings, timeouts,
+-- close, bad arguments, attaching to garbage) and across real processes:
+-- the running interpreter (shm.exepath()) or the C peer
+-- (build/peers/channel_peer) as the other side, sharing a memfd as their
+-- descriptor 3.  Every wait on a child is bounded; a child left running
+-- after a failure is killed.
+local shm = require "shm"
+local channel = require "shm.channel"
+local ipc = require "data.ipc"
+local u = require "data.shmtest"
+local fail, raises = u.assert_fail, u.assert_raises
+
+local EPIPE, ETIMEDOUT = shm.EPIPE, shm.ETIMEDOUT
+local SIZE = 1 << 16
+
+-- Seconds since t0 (a shm.clock() value).
+local function since(t0) return (shm.clock() - t0) / 1e9 end
+
+describe("channel", function()
+  local fd, m, children
+
+  before_each(function()
+    fd, m = ipc.shared(SIZE)
+    children = {}
+  end)
+
+  after_each(function()
+    for _, c in ipairs(children) do ipc.cleanup(c) end
+    pcall(shm.munmap, m)
+    shm.close(fd)
+  end)
+
+  local function spawn_lua(code, ...)
+    local c = ipc.spawn_lua(fd, code, ...)
+    children[#children + 1] = c
+    return c
+  end
+  local function spawn_peer(...)
+    local c = ipc.spawn({ ipc.peers .. "channel_peer", ... }, fd)
+    children[#children + 1] = c
+    return c
+  end
+
+  describe("layout", function()
+    it("is a 192-byte header with head and tail on their own cache lines", function()
+      assert.equal(192, channel.HEADER)
+      assert.equal(192, shm.sizeof("struct shm_channel"))
+      assert.equal(64, shm.offsetof("struct shm_channel", "head"))
+      assert.equal(68, shm.offsetof("struct shm_channel", "head_waiters"))
+      assert.equal(128, shm.offsetof("struct shm_channel", "tail"))
+      assert.equal(132, shm.offsetof("struct shm_channel", "tail_waiters"))
+      assert.equal(192 + 4096, channel.size(4096))
+      assert.equal(2044, channel.max_message(4096))
+    end)
+
+    it("new writes the header that attach and a C program read", function()
+      local ch = channel.new(m, 1024, 256, 12)
+      local hv = shm.view(m, "struct shm_channel", 1024)
+      assert.equal(channel.MAGIC, hv.magic)
+      assert.equal(256, hv.capacity)
+      assert.equal(12, hv.msg_size)
+      assert.equal(0, hv.head + hv.tail + hv.closed)
+      assert(ch:send(("a"):rep(12)))
+      -- the record: a 32-bit length, then the payload, at the ring's start
+      assert.equal(12, string.unpack("=I4", m:read(1024 + 192, 4)))
+      assert.equal(("a"):rep(12), m:read(1024 + 196, 12))
+      assert.equal(16, hv.head)
+      local rx = channel.attach(m, 1024)
+      assert.equal(12, rx.fixed)
+      assert.equal(("a"):rep(12), rx:recv(0))
+      assert.equal(16, hv.tail)
+    end)
+  end)
+
+  describe("in one process", function()
+    it("carries messages of every size from 0 to the maximum, in order", function()
+      local tx = channel.new(m, 0, 256)
+      local rx = channel.attach(m, 0)
+      assert.equal(124, tx.max)
+      for n = 0, 124 do
+        local msg = ("%c"):format(65 + n % 26):rep(n)
+        assert.is_true(tx:send(msg, 1))
+        assert.equal(msg, rx:recv(1))
+      end
+      assert.equal(0, tx:pending_bytes())
+    end)
+
+    it("wraps around the ring end, with a marker where a record did not fit", function()
+      local tx = channel.new(m, 0, 64)        -- max message 28 bytes
+      local rx = channel.attach(m, 0)
+      local words = shm.view(m, "uint32_t[16]", channel.HEADER)
+      -- 20-byte messages take 24-byte records: 0, 24, then 48 leaves 16
+      -- bytes, too few: a marker at 48 and the record at 0
+      assert(tx:send(("a"):rep(20)))
+      assert(tx:send(("b"):rep(20)))
+      assert.equal("a", rx:recv(0):sub(1, 1))
+      assert.equal(("b"):rep(20), rx:recv(0))
+      assert(tx:send(("c"):rep(20), 0))
+      assert.equal(0xFFFFFFFF, words[12])
+      assert.equal(20, words[0])
+      assert.equal(64 + 24, shm.atomic_load(tx.hv, "head"))
+      assert.equal(("c"):rep(20), rx:recv(0))
+      assert.equal(64 + 24, shm.atomic_load(tx.hv, "tail"))
+      -- many laps with sizes that put records at every boundary
+      local seq = 0
+      for lap = 1, 400 do
+        local n = lap % 29
+        local msg = string.rep(string.char(lap % 256), n)
+        assert.is_true(tx:send(msg, 1))
+        if lap % 3 == 0 then assert.is_true(tx:send("", 1)) end
+        assert.equal(msg, rx:recv(1))
+        if lap % 3 == 0 then assert.equal("", rx:recv(1)) end
+        seq = seq + 1
+      end
+      assert.equal(400, seq)
+    end)
+
+    it("fills exactly to capacity, and try_send then reports false", function()
+      local tx = channel.new(m, 0, 64)
+      local rx = channel.attach(m, 0)
+      for i = 1, 4 do assert.is_true(tx:try_send(("%012d"):format(i))) end  -- 4 x 16
+      assert.equal(64, tx:pending_bytes())
+      assert.is_false(tx:try_send(""))                -- not even 4 bytes left
+      assert.is_false(tx:try_send(("x"):rep(12)))
+      assert.equal(("%012d"):format(1), rx:try_recv())
+      assert.is_true(tx:try_send(("%012d"):format(5)))
+      for i = 2, 5 do assert.equal(("%012d"):format(i), rx:recv(0)) end
+      assert.equal(0, tx:pending_bytes())
+    end)
+
+    it("carries empty messages (16 fill a 64-byte ring)", function()
+      local tx = channel.new(m, 0, 64)
+      local rx = channel.attach(m, 0)
+      for _ = 1, 16 do assert.is_true(tx:try_send("")) end
+      assert.is_false(tx:try_send(""))
+      for _ = 1, 16 do assert.equal("", rx:try_recv()) end
+      assert.is_nil(rx:try_recv())
+    end)
+
+    it("takes the maximum size and raises one byte above it", function()
+      local tx = channel.new(m, 0, 1024)
+      local rx = channel.attach(m, 0)
+      local big = ("m"):rep(508)
+      assert.is_true(tx:send(big, 0))
+      assert.is_true(tx:send(big, 0))      -- two maximal records fill the ring
+      assert.is_false(tx:try_send(""))
+      assert.equal(big, rx:recv(0))
+      assert.equal(big, rx:recv(0))
+      raises("exceeds the maximum of 508", tx.send, tx, big .. "!")
+      raises("exceeds the maximum of 508", tx.try_send, tx, big .. "!")
+    end)
+
+    it("fixed-size channels take that size only", function()
+      local tx = channel.new(m, 0, 256, 16)
+      local rx = channel.attach(m, 0)
+      assert.is_true(tx:send(("z"):rep(16)))
+      assert.equal(("z"):rep(16), rx:recv(0))
+      raises("messages are 16 bytes, got 15", tx.send, tx, ("z"):rep(15))
+      raises("messages are 16 bytes, got 0", tx.try_send, tx, "")
+    end)
+
+    it("try_recv on an empty ring returns a lone nil", function()
+      local tx = channel.new(m, 0, 64)
+      assert.equal(1, select("#", tx:try_recv()))
+      assert.is_nil(tx:try_recv())
+    end)
+
+    it("times out with the ETIMEDOUT triple, within a bounded time", function()
+      local tx = channel.new(m, 0, 64)
+      local rx = channel.attach(m, 0)
+      local t0 = shm.clock()
+      fail("channel:recv", ETIMEDOUT, rx:recv(0.1))
+      local dt = since(t0)
+      assert.is_true(dt >= 0.09 and dt < 2, "waited " .. dt)
+      t0 = shm.clock()
+      fail("channel:recv", ETIMEDOUT, rx:recv(0))
+      assert.is_true(since(t0) < 0.5)
+      for _ = 1, 2 do assert(tx:send(("f"):rep(28), 0)) end
+      t0 = shm.clock()
+      fail("channel:send", ETIMEDOUT, tx:send("x", 0.1))
+      dt = since(t0)
+      assert.is_true(dt >= 0.09 and dt < 2, "waited " .. dt)
+      -- the failed send changed nothing
+      assert.equal(64, tx:pending_bytes())
+      assert.equal(("f"):rep(28), rx:recv(0))
+      assert.is_true(tx:send("x", 0))
+    end)
+
+    it("close: sends fail with EPIPE, receives drain the ring first", function()
+      local tx = channel.new(m, 0, 256)
+      local rx = channel.attach(m, 0)
+      assert(tx:send("one"))
+      assert(tx:send("two"))
+      rx:close()
+      fail("channel:send", EPIPE, tx:send("three"))
+      fail("channel:try_send", EPIPE, tx:try_send("three"))
+      assert.equal("one", rx:recv(1))
+      assert.equal("two", rx:try_recv())
+      local t0 = shm.clock()
+      fail("channel:recv", EPIPE, rx:recv(5))
+      fail("channel:recv", EPIPE, rx:recv())
+      assert.is_true(since(t0) < 1)
+      fail("channel:try_recv", EPIPE, rx:try_recv())
+      tx:close()   -- twice is fine
+      local ok, msg, code, sent = tx:send_batch({ "x" })
+      assert.is_nil(ok)
+      assert.equal("channel:send_batch: EPIPE: channel closed", msg)
+      assert.equal(EPIPE, code)
+      assert.equal(0, sent)
+    end)
+
+    it("raises for wrong types and bad timeouts", function()
+      local tx = channel.new(m, 0, 256)
+      raises("message must be a string, got number", tx.send, tx, 42)
+      raises("message must be a string, got nil", tx.send, tx)
+      raises("message must be a string, got table", tx.try_send, tx, {})
+      raises("timeout must be nil or a number", tx.send, tx, "x", -1)
+      raises("timeout must be nil or a number", tx.send, tx, "x", "soon")
+      raises("timeout must be nil or a number", tx.recv, tx, 0 / 0)
+      raises("timeout must be nil or a number", tx.recv, tx, {})
+      raises("list of strings", tx.send_batch, tx, "x")
+      raises("message must be a string, got boolean", tx.send_batch, tx, { "a", true })
+      raises("maximum count", tx.recv_batch, tx, 0)
+      assert.equal(0, tx:pending_bytes())   -- nothing half-sent
+    end)
+
+    it("new raises for bad capacities, sizes and offsets", function()
+      raises("power of two", channel.new, m, 0, 100)
+      raises("power of two", channel.new, m, 0, 32)
+      raises("power of two", channel.new, m, 0, 1 << 31)
+      raises("power of two", channel.new, m, 0, 64.0)
+      raises("msg_size", channel.new, m, 0, 64, 29)
+      raises("msg_size", channel.new, m, 0, 64, -1)
+      raises("does not fit", channel.new, m, 0, SIZE)
+      raises("does not fit", channel.new, m, SIZE - 192, 64)
+      raises("offset", channel.new, m, -4, 64)
+      raises("offset", channel.new, m, 2, 64)
+    end)
+
+    it("attach raises on garbage", function()
+      raises("bad magic", channel.attach, m, 0)            -- zeros
+      m:write(0, ("\xA5"):rep(4096))
+      raises("bad magic", channel.attach, m, 0)
+      raises("bad magic", channel.attach, m, 4)
+      local hv = shm.view(m, "struct shm_channel", 0)
+      hv.magic = channel.MAGIC
+      hv.capacity, hv.msg_size = 100, 0
+      raises("corrupt", channel.attach, m, 0)
+      hv.capacity = SIZE                                   -- ring past the end
+      raises("corrupt", channel.attach, m, 0)
+      hv.capacity = 1 << 31
+      raises("corrupt", channel.attach, m, 0)
+      hv.capacity, hv.msg_size = 256, 200
+      raises("corrupt", channel.attach, m, 0)
+      raises("no channel", channel.attach, m, SIZE)
+      raises("offset", channel.attach, m, "0")
+    end)
+
+    it("a corrupt record length raises instead of reading outside the ring", function()
+      local tx = channel.new(m, 0, 256)
+      local rx = channel.attach(m, 0)
+      assert(tx:send("hello"))
+      shm.view(m, "uint32_t[1]", channel.HEADER)[0] = 5000
+      raises("corrupt record length 5000", rx.recv, rx, 0)
+    end)
+
+    it("send_batch and recv_batch carry lists, waiting for room as needed", function()
+      local tx = channel.new(m, 0, 256)
+      local rx = channel.attach(m, 0)
+      local list = {}
+      for i = 1, 10 do list[i] = ("%d:"):format(i) .. ("b"):rep(i * 3) end
+      assert.equal(10, tx:send_batch(list, 1))
+      local got = rx:recv_batch(100, 1)
+      assert.same(list, got)
+      assert.equal(0, tx:send_batch({}))
+      -- more than fits: the batch publishes what fits and times out with
+      -- the count sent
+      local big = {}
+      for i = 1, 20 do big[i] = ("%02d"):format(i) .. ("q"):rep(60) end  -- 68-byte records
+      local ok, msg, code, sent = tx:send_batch(big, 0.05)
+      assert.is_nil(ok)
+      assert.equal(ETIMEDOUT, code)
+      assert.truthy(msg:find("channel:send_batch: ETIMEDOUT", 1, true))
+      assert.equal(3, sent)
+      got = rx:recv_batch(2, 0)
+      assert.same({ big[1], big[2] }, got)
+      assert.same({ big[3] }, rx:recv_batch(5, 0))
+      fail("channel:recv_batch", ETIMEDOUT, rx:recv_batch(5, 0.01))
+    end)
+
+    it("using a channel whose mapping is gone raises", function()
+      local tx = channel.new(m, 0, 256)
+      m:unmap()
+      assert.is_false(pcall(tx.send, tx, "x"))
+      assert.is_false(pcall(tx.recv, tx, 0))
+    end)
+
+    it("survives collection of everything but the channel object", function()
+      local tx = channel.new(m, 0, 256)
+      local rx = channel.attach(m, 0)
+      m = nil
+      collectgarbage()
+      collectgarbage()
+      assert(tx:send("still here"))
+      assert.equal("still here", rx:recv(0))
+      m = tx.m
+    end)
+  end)
+
+  describe("across processes", function()
+    it("a Lua child consumes what the parent sends, sizes 0..max", function()
+      local tx = channel.new(m, 0, 512)
+      local c = spawn_lua([[
+        local rx = channel.attach(m, 0)
+        for n = 0, 252 do
+          local msg = assert(rx:recv(20))
+          if msg ~= string.rep(string.char(n %% 256), n) then die("message %%d wrong", n) end
+        end
+        local ok, err, code = rx:recv(20)
+        if ok or code ~= shm.EPIPE then die("expected EPIPE, got %%s", tostring(err)) end
+        print("child got 253")
+      ]])
+      for n = 0, 252 do assert.is_true(tx:send(string.rep(string.char(n % 256), n), 20)) end
+      tx:close()
+      assert.equal("child got 253\n", ipc.expect_ok(c, 60))
+    end)
+
+    it("the parent consumes what a Lua child sends", function()
+      local rx = channel.new(m, 0, 256)
+      local c = spawn_lua([[
+        local tx = channel.attach(m, 0)
+        for i = 1, 2000 do assert(tx:send(ipc.message(i, 100), 20)) end
+        tx:close()
+      ]])
+      for i = 1, 2000 do
+        local msg = assert(rx:recv(20))
+        assert.is_nil(ipc.check(msg, i, 100))
+      end
+      fail("channel:recv", EPIPE, rx:recv(20))
+      ipc.expect_ok(c, 60)
+    end)
+
+    it("a consumer asleep on an empty ring is woken by a send", function()
+      local tx = channel.new(m, 0, 256)
+      local c = spawn_lua([[
+        local rx = channel.attach(m, 0)
+        local msg = assert(rx:recv(30))
+        io.write(msg)
+      ]])
+      -- wait (bounded) until the child sleeps: it announces that in
+      -- head_waiters before FUTEX_WAIT
+      local deadline = shm.clock() + 30e9
+      while shm.atomic_load(tx.hv, "head_waiters") == 0 do
+        assert.is_true(shm.clock() < deadline, "the child never slept")
+        shm.sleep(0.001)
+      end
+      local t0 = shm.clock()
+      assert(tx:send("wake up"))
+      assert.equal("wake up", ipc.expect_ok(c, 30))
+      assert.is_true(since(t0) < 5)
+      assert.equal(0, shm.atomic_load(tx.hv, "head_waiters"))
+    end)
+
+    it("a producer asleep on a full ring is woken by a receive", function()
+      local rx = channel.new(m, 0, 64)
+      local c = spawn_lua([[
+        local tx = channel.attach(m, 0)
+        for i = 1, 4 do assert(tx:send(("%%012d"):format(i), 30)) end
+        assert(tx:send("fifth", 30))
+      ]])
+      local deadline = shm.clock() + 30e9
+      while shm.atomic_load(rx.hv, "tail_waiters") == 0 do
+        assert.is_true(shm.clock() < deadline, "the child never slept")
+        shm.sleep(0.001)
+      end
+      assert.equal(64, rx:pending_bytes())
+      assert.equal(("%012d"):format(1), rx:recv(0))
+      ipc.expect_ok(c, 30)
+      for i = 2, 4 do assert.equal(("%012d"):format(i), rx:recv(0)) end
+      assert.equal("fifth", rx:recv(0))
+    end)
+
+    it("close wakes a peer asleep in recv, which gets EPIPE", function()
+      local tx = channel.new(m, 0, 256)
+      local c = spawn_lua([[
+        local rx = channel.attach(m, 0)
+        local ok, err, code = rx:recv(30)
+        if ok or code ~= shm.EPIPE then die("expected EPIPE, got %%s", tostring(err)) end
+        io.write(err)
+      ]])
+      local deadline = shm.clock() + 30e9
+      while shm.atomic_load(tx.hv, "head_waiters") == 0 do
+        assert.is_true(shm.clock() < deadline, "the child never slept")
+        shm.sleep(0.001)
+      end
+      local t0 = shm.clock()
+      tx:close()
+      assert.equal("channel:recv: EPIPE: channel closed", ipc.expect_ok(c, 30))
+      assert.is_true(since(t0) < 5)
+    end)
+
+    it("a C program consumes what shmlua sends (the layout is joinable)", function()
+      local tx = channel.new(m, 4096, 1024)
+      local c = spawn_peer("consume", "3000", "300", "4096")
+      for i = 1, 3000 do assert.is_true(tx:send(ipc.message(i, 300), 20)) end
+      assert.matches("^consumed 3000 messages", ipc.expect_ok(c, 60))
+      assert.equal(0, tx:pending_bytes())
+    end)
+
+    it("shmlua consumes what a C program sends, then sees its close", function()
+      local rx = channel.new(m, 0, 1024)
+      local c = spawn_peer("produce", "3000", "300", "0", "17")
+      for i = 17, 3016 do
+        local msg = assert(rx:recv(20))
+        assert.is_nil(ipc.check(msg, i, 300))
+      end
+      fail("channel:recv", EPIPE, rx:recv(20))
+      assert.matches("^produced 3000", ipc.expect_ok(c, 60))
+    end)
+
+    it("a consumer killed after copying, before publishing tail, loses nothing", function()
+      local tx = channel.new(m, 0, 1024)
+      for i = 1, 5 do assert(tx:send(ipc.message(i, 200))) end
+      -- the C peer copies and checks message 1, then exits without the publish
+      local how, code = ipc.reap(spawn_peer("peek", "1", "200", "0", "1"), 30)
+      assert.equal("exited", how)
+      assert.equal(3, code)
+      local rx = channel.attach(m, 0)
+      for i = 1, 5 do assert.is_nil(ipc.check(rx:recv(0), i, 200)) end
+      -- and one that consumed (published) two: its successor starts at 3
+      for i = 6, 10 do assert(tx:send(ipc.message(i, 200))) end
+      ipc.expect_ok(spawn_peer("consume", "2", "200", "0", "6"), 30)
+      rx = channel.attach(m, 0)
+      for i = 8, 10 do assert.is_nil(ipc.check(rx:recv(0), i, 200)) end
+    end)
+  end)
+end)
