@@ -1207,7 +1207,10 @@ static void show_value(lua_State *L, luaL_Buffer *b, Acc *a,
   }
   case K_AGG:
     if (a->sub == NULL) a->sub = info_of(L, a->type);
-    show_agg(L, b, a->sub, p, a->type->flexible ? 0 : a->type->count, depth + 1);
+    if (a->type->flexible)   /* its length is the mapping's business */
+      luaL_addstring(b, "{ ... }");
+    else
+      show_agg(L, b, a->sub, p, a->type->count, depth + 1);
     break;
   default:
     luaL_addstring(b, "?");
@@ -1219,6 +1222,10 @@ static void show_agg(lua_State *L, luaL_Buffer *b, TypeInfo *ti,
   size_t i;
   if (depth > SHOW_DEPTH) {
     luaL_addstring(b, "{...}");
+    return;
+  }
+  if (ti->slot != NULL ? ti->nacc == 0 : count == 0) {
+    luaL_addstring(b, "{}");
     return;
   }
   luaL_addstring(b, "{ ");

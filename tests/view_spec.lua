@@ -420,6 +420,33 @@ describe("views", function()
     assert.are.same({ 0, 1, 2 }, idx)
   end)
 
+  it("a flexible array member reaches to the end of the mapping", function()
+    shm.cdef "struct VFlex { uint32_t n; uint16_t data[]; };"
+    local f = shm.view(m, "struct VFlex")
+    assert.are.equal((4096 - 4) // 2, #f.data)
+    f.data[#f.data - 1] = 7
+    assert.are.equal(7, string.unpack("<I2", m:read(4094, 2)))
+    assert.truthy(err(function() return f.data[#f.data] end):find("out of range", 1, true))
+    assert.truthy(tostring(f):find("data = { ... }", 1, true))
+    assert.are.equal(4096 - 4, shm.sizeof(f.data))
+  end)
+
+  it("survives a collector that never pauses", function()
+    collectgarbage("incremental", 1, 100)   -- pause 1%: always collecting
+    local ok, e = pcall(function()
+      for i = 1, 200 do
+        local sub = shm.view(m, "struct VAll").inners[i % 3]
+        sub.a = i
+        sub.b[i % 3] = i % 256
+        assert(sub.a == i and shm.view(m, "struct VAll").inners[i % 3].b[i % 3] == i % 256)
+        v.p = sub
+        assert(tostring(v):find("inners", 1, true))
+      end
+    end)
+    collectgarbage("incremental", 200, 100)
+    assert(ok, e)
+  end)
+
   it("# of a struct view raises; # of an array view is its length", function()
     assert.truthy(err(function() return #v end):find("not an array", 1, true))
     assert.are.equal(40, #shm.view(m, "struct VBig").data)
