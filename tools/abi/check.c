@@ -1,10 +1,16 @@
 /*
- * tools/abi/check.c: the shmlua side of the ABI differential test.
+ * tools/abi/check.c: drives the type model from the command line; the shmlua
+ * side of the ABI differential test (tests/abi_spec.lua).
  *
- *   check HEADER MANIFEST     parses HEADER with cu_parse and answers every
- *                             manifest line the way the gcc-built probe does
- *   check -e HEADER           parses HEADER, prints "ok" or the error
- *   check -t HEADER TYPE...   prints name, size and alignment of each TYPE
+ *   check ARG...   processes its arguments in order, on one universe:
+ *     -f FILE      cu_parse the file; prints "ok" or "error: MESSAGE"
+ *     -s SOURCE    cu_parse the string; same output
+ *     -m MANIFEST  answers each manifest line as the gcc-built probe does
+ *     -t TYPE      cu_typeof: "TYPE: 'NAME' size S align A" or "TYPE: error: ..."
+ *     -l TYPE      the members of a struct/union: "NAME: TYPE at O[.bit:width]"
+ *     -v NAME      an enum constant: "NAME = V" or "NAME: unknown"
+ *   check HEADER MANIFEST   is short for  check -q -f HEADER -m MANIFEST
+ *   -q           from then on, "ok" lines are not printed
  *
  * Manifest lines (tab-separated):
  *   T <type>            ->  T <type> <sizeof> <alignof>
@@ -12,7 +18,8 @@
  *   B <type> <path>     ->  B <type> <path> <first bit> <last bit>
  *   E <constant>        ->  E <constant> <value>
  * A path is member names joined by '.', each optionally indexed: a.b[2].c
- * Built with the module's layout.c and cparse.c only (no Lua).
+ * Built with the module's layout.c and cparse.c only (no Lua).  Exit status:
+ * 0, or 1 if a parse failed, 2 on bad usage.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,54 +113,111 @@ static void answer(CUniverse *u, char *line) {
   }
 }
 
+static int parse(CUniverse *u, const char *src, size_t len, int quiet) {
+  char err[512];
+  if (cu_parse(u, src, len, err, sizeof err) != 0) {
+    printf("error: %s\n", err);
+    return 1;
+  }
+  if (!quiet) printf("ok\n");
+  return 0;
+}
+
+static void list_fields(CUniverse *u, const char *name) {
+  char err[512];
+  size_t i;
+  CType *t = cu_typeof(u, name, err, sizeof err);
+  if (t == NULL) {
+    printf("%s: error: %s\n", name, err);
+    return;
+  }
+  for (i = 0; i < t->nfields; i++) {
+    const CField *f = &t->fields[i];
+    printf("%s: %s at %zu", f->name ? f->name : "(anonymous)", f->type->name, f->offset);
+    if (f->bit_width) printf(".%u:%u", f->bit_offset, f->bit_width);
+    printf("\n");
+  }
+}
+
 int main(int argc, char **argv) {
   char err[512], line[4096];
-  size_t len;
-  char *src;
   CUniverse *u;
-  FILE *m;
-  int i, mode = 0;
-  if (argc > 1 && (!strcmp(argv[1], "-e") || !strcmp(argv[1], "-t"))) {
-    mode = argv[1][1];
-    argv++;
-    argc--;
-  }
-  if (argc < 2 || (mode == 0 && argc != 3)) {
-    fprintf(stderr, "usage: check [-e | -t] HEADER [MANIFEST | TYPE...]\n");
-    return 2;
-  }
-  if ((src = slurp(argv[1], &len)) == NULL) {
-    perror(argv[1]);
-    return 2;
+  int i, status = 0, quiet = 0;
+  if (argc == 3 && argv[1][0] != '-') {
+    static char *short_form[7];
+    short_form[0] = argv[0];
+    short_form[1] = "-q";
+    short_form[2] = "-f";
+    short_form[3] = argv[1];
+    short_form[4] = "-m";
+    short_form[5] = argv[2];
+    argv = short_form;
+    argc = 6;
   }
   if ((u = cu_new()) == NULL) {
     fprintf(stderr, "cu_new failed\n");
     return 2;
   }
-  if (cu_parse(u, src, len, err, sizeof err) != 0) {
-    printf("parse error: %s\n", err);
-    free(src);
-    cu_free(u);
-    return mode == 'e' ? 0 : 1;
-  }
-  free(src);
-  if (mode == 'e') {
-    printf("ok\n");
-  } else if (mode == 't') {
-    for (i = 2; i < argc; i++) {
-      CType *t = cu_typeof(u, argv[i], err, sizeof err);
-      if (t == NULL) printf("%s: %s\n", argv[i], err);
-      else printf("%s: name '%s' size %zu align %zu kind %d\n", argv[i], t->name, t->size, t->align, (int)t->kind);
+  for (i = 1; i < argc; i++) {
+    const char *opt = argv[i], *a = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(opt, "-q")) {
+      quiet = 1;
+      continue;
     }
-  } else {
-    if ((m = fopen(argv[2], "r")) == NULL) {
-      perror(argv[2]);
+    if (a == NULL || opt[0] != '-' || opt[1] == 0 || opt[2] != 0) {
+      fprintf(stderr, "usage: check [-q] [-f FILE | -s SRC | -m MANIFEST | -t TYPE | -l TYPE | -v NAME]...\n");
       cu_free(u);
       return 2;
     }
-    while (fgets(line, sizeof line, m) != NULL) answer(u, line);
-    fclose(m);
+    i++;
+    switch (opt[1]) {
+    case 'f': {
+      size_t len;
+      char *src = slurp(a, &len);
+      if (src == NULL) {
+        perror(a);
+        cu_free(u);
+        return 2;
+      }
+      status |= parse(u, src, len, quiet);
+      free(src);
+      break;
+    }
+    case 's':
+      status |= parse(u, a, strlen(a), quiet);
+      break;
+    case 'm': {
+      FILE *m = fopen(a, "r");
+      if (m == NULL) {
+        perror(a);
+        cu_free(u);
+        return 2;
+      }
+      while (fgets(line, sizeof line, m) != NULL) answer(u, line);
+      fclose(m);
+      break;
+    }
+    case 't': {
+      CType *t = cu_typeof(u, a, err, sizeof err);
+      if (t == NULL) printf("%s: error: %s\n", a, err);
+      else printf("%s: '%s' size %zu align %zu\n", a, t->name, t->size, t->align);
+      break;
+    }
+    case 'l':
+      list_fields(u, a);
+      break;
+    case 'v': {
+      long long v;
+      if (cu_enum_value(u, a, &v)) printf("%s = %lld\n", a, v);
+      else printf("%s: unknown\n", a);
+      break;
+    }
+    default:
+      fprintf(stderr, "check: unknown option %s\n", opt);
+      cu_free(u);
+      return 2;
+    }
   }
   cu_free(u);
-  return 0;
+  return status;
 }
