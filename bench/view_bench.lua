@@ -7,6 +7,8 @@
 --   table   a plain Lua table (no metamethod at all)
 --   noop    a userdata whose C __index pushes 0 and __newindex does nothing
 --           (bench/noop.c, built here): the floor of any metamethod design
+--   floor   a userdata making only the Lua API calls a safe view must make
+--           (bench/noop.c): touserdata, rawlen, tolstring, push/tointegerx
 --   view    shm.view over a shared memfd mapping
 -- and, when installed, LuaJIT FFI with the JIT off (bench/view_luajit.lua)
 -- and Python ctypes over mmap (bench/view_ctypes.py), run as subprocesses.
@@ -28,7 +30,7 @@ local function build_noop()
   assert(os.execute(cmd), "could not build " .. so)
   return assert(package.loadlib(so, "luaopen_noop"))()
 end
-local noop_new = build_noop()
+local noop_new, floor_new = build_noop()
 
 shm.cdef [[ struct BenchS { uint64_t a; double d; int32_t i; }; ]]
 local fd = assert(shm.memfd_create("view_bench"))
@@ -39,6 +41,7 @@ shm.close(fd)
 local subjects = {
   { "table", { a = 0, d = 0.0, i = 0 } },
   { "noop", noop_new() },
+  { "floor", floor_new() },
   { "view", shm.view(m, "struct BenchS") },
 }
 
@@ -98,8 +101,8 @@ local ctypes = have("python3") and external(("python3 %q %d %d"):format(here .. 
 
 local function cell(x) return x and ("%8.1f"):format(x) or "       -" end
 print(("ns per iteration, median of %d runs of %d iterations (loop included)"):format(REPS, N))
-print(("%-12s %8s %8s %8s %8s %8s %10s %10s"):format("loop", "table", "noop", "view", "luajit",
-      "ctypes", "view/noop", "(best)"))
+print(("%-12s %8s %8s %8s %8s %8s %8s %10s %10s"):format("loop", "table", "noop", "floor", "view",
+      "luajit", "ctypes", "view/noop", "(best)"))
 local worst, worst_best = 0, 0
 for _, l in ipairs(loops) do
   local r, b = measure_all(l[2])
@@ -108,7 +111,8 @@ for _, l in ipairs(loops) do
     worst = math.max(worst, ratio)
     worst_best = math.max(worst_best, rbest)
   end
-  print(("%-12s %s %s %s %s %s %10.2f %10.2f"):format(l[1], cell(r.table), cell(r.noop), cell(r.view),
+  print(("%-12s %s %s %s %s %s %s %10.2f %10.2f"):format(l[1], cell(r.table), cell(r.noop),
+        cell(r.floor), cell(r.view),
         cell(luajit[l[1]]), cell(ctypes[l[1]]), ratio, rbest))
 end
 print(("worst view/noop on read+write loops: %.2f of medians, %.2f of best runs (target <= 1.5)")

@@ -95,6 +95,21 @@ typedef struct Acc {
   struct TypeInfo *sub;     /* K_AGG/K_PTR: info of the type / target, lazy */
 } Acc;
 
+/*
+ * The hot path's view of a field: what __index/__newindex need for numbers,
+ * in one 16-byte slot of a hash on the key pointer, so that finding and
+ * accessing a field is one dependent load.  Fields the fast path does not
+ * handle (aggregates, strings, pointers, bit-fields, offsets past 4 GiB)
+ * have kind K_BAD here and take the general path.
+ */
+typedef struct Slot {
+  const char *key;          /* the anchored name; slot_empty when unused  */
+  uint32_t off;
+  unsigned char kind;
+} Slot;
+
+static const char slot_empty[1];   /* never the address of a Lua string */
+
 /* Per CType, built once: the accessors of a record, or of an array element. */
 typedef struct TypeInfo {
   const CType *t;
@@ -103,6 +118,7 @@ typedef struct TypeInfo {
   Acc *acc;                 /* records: named fields, in order            */
   size_t nacc;
   const Acc **slot;         /* records: hash on the key pointer           */
+  Slot *fast;               /* records: the same hash, for the hot path   */
   size_t mask;
   unsigned shift;
   int built;
@@ -115,8 +131,8 @@ typedef struct CTypeObj {
 
 typedef struct View {
   uint32_t magic;
-  unsigned shift;           /* records: ti->shift and ti->slot, copied    */
-  const Acc **slot;         /* here to save a load; NULL for arrays       */
+  unsigned shift;           /* records: ti->shift and ti->fast, copied    */
+  const Slot *fast;         /* here to save a load; NULL for arrays       */
   Mapping *m;               /* kept alive by the uservalue                */
   size_t off;               /* of the view in the mapping                 */
   TypeInfo *ti;
@@ -313,6 +329,17 @@ static void info_build(lua_State *L, CTypeObj *o) {
       ti->slot[h] = &ti->acc[i];
     }
     lua_setiuservalue(L, -2, 2);
+    ti->fast = (Slot *)lua_newuserdatauv(L, nslot * sizeof(Slot), 0);
+    for (i = 0; i < nslot; i++) {
+      const Acc *a = ti->slot[i];
+      int direct = a != NULL && a->off <= UINT32_MAX &&
+                   hash_key(a->key, ti->shift) == i &&
+                   (a->kind <= K_F64);
+      ti->fast[i].key = a != NULL && direct ? a->key : slot_empty;
+      ti->fast[i].off = direct ? (uint32_t)a->off : 0;
+      ti->fast[i].kind = direct ? a->kind : K_BAD;
+    }
+    lua_setiuservalue(L, -2, 3);
   }
   ti->built = 1;
 }
@@ -327,7 +354,7 @@ static CTypeObj *push_ctype(lua_State *L, const CType *t) {
     return o;
   }
   lua_pop(L, 1);
-  o = (CTypeObj *)lua_newuserdatauv(L, sizeof(CTypeObj), 2);
+  o = (CTypeObj *)lua_newuserdatauv(L, sizeof(CTypeObj), 3);
   memset(o, 0, sizeof *o);
   o->magic = CTYPE_MAGIC;
   o->info.t = t;
@@ -483,7 +510,7 @@ static View *push_view(lua_State *L, Mapping *m, size_t off, TypeInfo *ti,
   v->off = off;
   v->ti = ti;
   v->count = count;
-  v->slot = ti->slot;
+  v->fast = ti->fast;
   v->shift = ti->shift;
   luaL_setmetatable(L, VIEW_MT);
   lua_pushvalue(L, anchor);
@@ -923,26 +950,24 @@ static __attribute__((noinline, cold)) int view_newindex_slow(lua_State *L,
 }
 
 /*
- * The byte offset in the mapping of key 2 of view v when it is found at
- * once (an anchored field name in its own hash slot, or an index in range),
- * with its accessor in *acc; (size_t)-1 sends the caller to the general
- * path, which finds the rest or raises.
+ * The byte offset in the mapping of key 2 of view v, with the accessor kind
+ * in *kind, when the fast path handles it (a number or boolean field whose
+ * anchored name sits in its own slot, or an element in range); (size_t)-1
+ * sends the caller to the general path, which finds the rest or raises.
  */
 static inline __attribute__((always_inline)) size_t
-view_key_fast(lua_State *L, const View *v, const Acc **acc) {
-  if (likely(v->slot != NULL)) {
-    /* first probe only: the table is at most half full, so a field is
-     * almost always in its own slot */
+view_key_fast(lua_State *L, const View *v, int *kind) {
+  if (likely(v->fast != NULL)) {
     const char *k = lua_tolstring(L, 2, NULL);
-    const Acc *a = v->slot[hash_key(k, v->shift)];
-    if (unlikely(a == NULL || a->key != k)) return (size_t)-1;
-    *acc = a;
-    return v->off + a->off;
+    const Slot *s = &v->fast[hash_key(k, v->shift)];
+    if (unlikely(s->key != k)) return (size_t)-1;
+    *kind = s->kind;
+    return v->off + s->off;
   } else {
     int ok;
     lua_Integer i = lua_tointegerx(L, 2, &ok);
     if (unlikely(!ok || (lua_Unsigned)i >= v->count)) return (size_t)-1;
-    *acc = &v->ti->elem;
+    *kind = v->ti->elem.kind;
     return v->off + (size_t)i * v->ti->elem.size;
   }
 }
@@ -955,19 +980,19 @@ view_key_fast(lua_State *L, const View *v, const Acc **acc) {
  */
 static int view_index(lua_State *L) {
   View *v = (View *)lua_touserdata(L, 1);
-  const Acc *a;
   const unsigned char *p;
   Mapping *m;
   size_t off;
+  int kind;
   if (unlikely(v == NULL || lua_rawlen(L, 1) != sizeof(View) ||
                v->magic != VIEW_MAGIC))
     return view_index_slow(L, v);
-  off = view_key_fast(L, v, &a);
+  off = view_key_fast(L, v, &kind);
   m = v->m;
   if (unlikely(off == (size_t)-1 || m->addr == NULL || !(m->prot & PROT_READ)))
     return view_index_slow(L, v);
   p = m->addr + off;
-  switch (a->kind) {
+  switch (kind) {
   case K_I8:  { int8_t x;   memcpy(&x, p, 1); lua_pushinteger(L, x); break; }
   case K_U8:  { uint8_t x;  memcpy(&x, p, 1); lua_pushinteger(L, x); break; }
   case K_I16: { int16_t x;  memcpy(&x, p, 2); lua_pushinteger(L, x); break; }
@@ -980,7 +1005,7 @@ static int view_index(lua_State *L) {
   case K_F32: { float x;  memcpy(&x, p, 4); lua_pushnumber(L, x); break; }
   case K_F64: { double x; memcpy(&x, p, 8); lua_pushnumber(L, x); break; }
   default:
-    return val_read(L, (Acc *)a, m, off - a->off, 1);
+    return view_index_slow(L, v);
   }
   if (unlikely(faulted(m))) return faulted_error(L, v->ti->t);
   return 1;
@@ -993,20 +1018,19 @@ static int view_index(lua_State *L) {
  */
 static int view_newindex(lua_State *L) {
   View *v = (View *)lua_touserdata(L, 1);
-  const Acc *a;
   unsigned char *p;
   Mapping *m;
   size_t off;
-  int ok;
+  int ok, kind;
   if (unlikely(v == NULL || lua_rawlen(L, 1) != sizeof(View) ||
                v->magic != VIEW_MAGIC))
     return view_newindex_slow(L, v);
-  off = view_key_fast(L, v, &a);
+  off = view_key_fast(L, v, &kind);
   m = v->m;
   if (unlikely(off == (size_t)-1 || m->addr == NULL || !(m->prot & PROT_WRITE)))
     return view_newindex_slow(L, v);
   p = m->addr + off;
-  switch (a->kind) {
+  switch (kind) {
 #define STORE_INT(T, lo, hi) { \
       lua_Integer n = lua_tointegerx(L, 3, &ok); \
       T x; \
@@ -1037,8 +1061,7 @@ static int view_newindex(lua_State *L) {
     break;
   }
   default:
-    val_write(L, (Acc *)a, m, off - a->off, 2, 3, v->ti->t);
-    return 0;
+    return view_newindex_slow(L, v);
   }
   if (unlikely(faulted(m))) return faulted_error(L, v->ti->t);
   return 0;
