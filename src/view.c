@@ -21,9 +21,13 @@
  * magic word, never luaL_checkudata), the key as the char pointer of the
  * Lua string (short strings are interned, so a field name reaching __index
  * is always the same pointer as the name anchored when the TypeInfo was
- * built), look that pointer up in a small open-addressing hash, and switch on
- * a precomputed accessor kind.  A miss (a name longer than Lua's short
- * strings, or an unknown field) falls back to strcmp.
+ * built), find that pointer in its first-probe slot of a hash sized so that
+ * no two fields share a slot, and switch on the slot's accessor kind.  Those
+ * four Lua API calls are the floor of this design (bench/noop.c measures it;
+ * the rest of the path costs a few percent on top).  Anything else (names
+ * longer than Lua's short strings, aggregates, strings, pointers, bit-fields,
+ * values out of range, errors) takes the general path: a probing hash, then
+ * strcmp, then one switch over every accessor kind.
  *
  * Safety.  Every access checks, at the time of the access, that the mapping
  * is live and that its current protection allows it, and afterwards that no
@@ -92,7 +96,7 @@ typedef struct Acc {
   size_t off;               /* from the start of the enclosing object     */
   size_t size;              /* bytes touched                              */
   unsigned char kind, flags, bitoff, bitwidth;
-  struct TypeInfo *sub;     /* K_AGG/K_PTR: info of the type / target, lazy */
+  struct TypeInfo *sub;     /* K_AGG: info of the type, made lazily        */
 } Acc;
 
 /*
@@ -460,7 +464,9 @@ static int bad_value(lua_State *L, const Acc *a, int keyidx, int validx,
 }
 
 static const char *prot_problem(const Mapping *m, int prot) {
-  if (m->addr == NULL) return "mapping is unmapped";
+  if (m->addr == NULL)
+    return m->base != NULL ? "mapping faulted (SIGBUS: past the end of its object)"
+                           : "mapping is unmapped";
   return prot == PROT_WRITE ? "mapping is not writable"
                             : "mapping is not readable";
 }
@@ -589,7 +595,7 @@ static int val_read(lua_State *L, Acc *a, Mapping *m, size_t off, int anchor) {
     memcpy(&x, p, sizeof x);
     if (faulted(m)) return faulted_error(L, a->type);
     if (x == 0) lua_pushnil(L);
-    else push_pointer(L, x, a->type, a->sub);
+    else push_pointer(L, x, a->type, NULL);
     return 1;
   }
   case K_BITS: {
