@@ -1372,8 +1372,8 @@ static Mapping *find_live(lua_State *L, uintptr_t addr, size_t len, int prot,
   if (m != NULL && (m->prot & prot)) return m;
   snprintf(a, sizeof a, "0x%" PRIxPTR, addr);
   if (m == NULL)
-    luaL_error(L, "%s %s does not point into a live mapping (%I bytes needed)",
-               what, a, (lua_Integer)len);
+    luaL_error(L, "%s %s does not point into a live mapping (%I byte%s from "
+               "there needed)", what, a, (lua_Integer)len, len == 1 ? "" : "s");
   luaL_error(L, "%s %s: %s", what, a, prot_problem(m, prot));
   return NULL;
 }
