@@ -29,6 +29,7 @@
 #define MAX_COND 64
 #define LOOKAHEAD 4
 #define MAX_DEF_ERR 512
+#define MAX_OPS 256              /* derivations in one declarator */
 
 enum {
   T_EOF = 0, T_IDENT = 256, T_NUM, T_CHARLIT, T_STR, T_FLOAT, T_ELLIPSIS,
@@ -1399,7 +1400,7 @@ static void parse_static_assert(Parser *P) {
 }
 
 /* The members of a struct or union body, up to its closing brace. */
-static void parse_members(Parser *P, FieldVec *fv) {
+static void parse_members(Parser *P, FieldVec *fv, int is_union) {
   while (cur(P)->kind != '}') {
     Spec s;
     Tok start = *cur(P);
@@ -1442,6 +1443,11 @@ static void parse_members(Parser *P, FieldVec *fv) {
         f.bit_width = (int)w;
       }
       parse_attrs(P, &d.attrs);
+      if (!(f.type->kind == CK_ARRAY && f.type->flexible)) {
+        char err[MAX_DEF_ERR];
+        if (cu_check_member(&f, 0, 2, is_union, err, sizeof err) != 0)
+          fail(P, d.at.line, d.at.col, "%s", err);
+      }
       f.packed = s.attrs.packed || d.attrs.packed;
       f.align_as = s.attrs.aligned;
       if (d.attrs.aligned > f.align_as) f.align_as = d.attrs.aligned;
@@ -1479,7 +1485,7 @@ static CType *parse_record(Parser *P, Spec *s, int is_union) {
       if (old == NULL && cu_declare_tag(P->u, kind, tag) == NULL) oom(P);
     }
     adv(P);
-    parse_members(P, &fv);
+    parse_members(P, &fv, is_union);
     adv(P);
     parse_attrs(P, &ra);
     t = cu_define_record(P->u, is_union, tag, fv.v, fv.n, ra.packed, ra.aligned, err, sizeof err);
@@ -1927,6 +1933,7 @@ static void parse_declarator(Parser *P, Decl *d, int mode) {
   skip_asm(P);
   parse_attrs(P, &d->attrs);
   d->nops = ptrs.n + sufs.n + inner.nops;
+  if (d->nops > MAX_OPS) fail(P, d->at.line, d->at.col, "declarator too complex");
   d->ops = d->nops ? salloc(P, d->nops * sizeof *d->ops) : NULL;
   k = 0;
   for (i = 0; i < ptrs.n; i++) d->ops[k++] = ptrs.v[i];

@@ -86,6 +86,11 @@ int cu_set_macro(CUniverse *u, const char *name, const char *body,
 int cu_find_macro(CUniverse *u, const char *name, size_t namelen,
                   const char **body, size_t *len);
 
+/* Checks member i of n of a record being defined (its type, bit width,
+ * flexible array placement); 0, or -1 with err set. */
+int cu_check_member(const CFieldSpec *f, size_t i, size_t n, int is_union,
+                    char *err, size_t errlen);
+
 /* ---- comparison used by redefinition checks */
 int cu_same_type(const CType *a, const CType *b, int depth);
 

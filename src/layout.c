@@ -73,6 +73,7 @@ enum { DK_PTR, DK_ARRAY, DK_QUAL, DK_FUNC };       /* NS_DERIVED kinds  */
 
 typedef struct Sym {
   struct Sym *next;
+  struct Sym *older;    /* the symbol added before this one (undo log)  */
   unsigned long serial;
   unsigned hash;
   int ns, kind, vtype;
@@ -103,6 +104,7 @@ typedef struct Mark {
 struct CUniverse {
   Arena arena, scratch;
   Sym **buckets;
+  Sym *newest;          /* the last symbol added                     */
   size_t nbuckets, nsyms;
   unsigned long serial;
   Undo *undo;
@@ -163,6 +165,8 @@ static Sym *sym_add(CUniverse *u, int ns, int kind, unsigned hash) {
   s->serial = u->serial++;
   s->next = u->buckets[hash & (u->nbuckets - 1)];
   u->buckets[hash & (u->nbuckets - 1)] = s;
+  s->older = u->newest;
+  u->newest = s;
   u->nsyms++;
   sym_grow(u);
   return s;
@@ -215,7 +219,12 @@ static void derived_add(CUniverse *u, int kind, CType *base, long long v,
 
 void *cu_alloc(CUniverse *u, size_t n) { return arena_alloc(&u->arena, n); }
 void *cu_scratch(CUniverse *u, size_t n) { return arena_alloc(&u->scratch, n); }
-void cu_scratch_reset(CUniverse *u) { arena_rewind(&u->scratch, NULL, 0); }
+/* Frees the scratch arena but its first block, kept for the next call. */
+void cu_scratch_reset(CUniverse *u) {
+  Block *first = u->scratch.head;
+  while (first != NULL && first->prev != NULL) first = first->prev;
+  arena_rewind(&u->scratch, first, 0);
+}
 
 char *cu_strndup(CUniverse *u, const char *s, size_t n) {
   char *p = cu_alloc(u, n + 1);
@@ -234,23 +243,18 @@ int cu_begin(CUniverse *u) {
 }
 
 /* Drops what the innermost transaction added: symbols and interned types
- * (from every bucket), in-place completions (restored from their undo
- * records), then the arena blocks. */
+ * (newest first, each unlinked from its bucket), in-place completions
+ * (restored from their undo records), then the arena blocks. */
 void cu_rollback(CUniverse *u) {
   Mark *m;
-  size_t i;
   if (u->nmarks == 0) return;
   m = &u->marks[--u->nmarks];
-  for (i = 0; i < u->nbuckets; i++) {
-    Sym **pp = &u->buckets[i];
-    while (*pp != NULL) {
-      if ((*pp)->serial >= m->serial) {
-        *pp = (*pp)->next;
-        u->nsyms--;
-      } else {
-        pp = &(*pp)->next;
-      }
-    }
+  while (u->newest != NULL && u->newest->serial >= m->serial) {
+    Sym *s = u->newest, **pp = &u->buckets[s->hash & (u->nbuckets - 1)];
+    while (*pp != NULL && *pp != s) pp = &(*pp)->next;
+    if (*pp == s) *pp = s->next;
+    u->newest = s->older;
+    u->nsyms--;
   }
   while (u->undo != NULL && u->undo->serial >= m->serial) {
     *u->undo->t = u->undo->saved;
@@ -999,7 +1003,7 @@ static unsigned long long place_member(Place *pl, const CFieldSpec *f,
 }
 
 /* Checks a member spec before placing it; 0 or -1 with err set. */
-static int check_member(const CFieldSpec *f, size_t i, size_t n, int is_union,
+int cu_check_member(const CFieldSpec *f, size_t i, size_t n, int is_union,
                         char *err, size_t errlen) {
   const CType *t = f->type;
   const char *nm = f->name ? f->name : "(anonymous)";
@@ -1131,7 +1135,7 @@ static int layout_record(CUniverse *u, CTypeX *x, const CFieldSpec *fs,
     const CFieldSpec *f = &fs[i];
     int fp = packed || f->packed;
     unsigned long long pos;
-    if (check_member(f, i, n, is_union, err, errlen) != 0) return -1;
+    if (cu_check_member(f, i, n, is_union, err, errlen) != 0) return -1;
     if (f->bit_width == 0) {
       place_zero_width(&pl, f);
       continue;
@@ -1223,7 +1227,14 @@ CType *cu_define_record(CUniverse *u, int is_union, const char *tag,
     seterr(err, errlen, "no universe or fields");
     return NULL;
   }
+  /* its own transaction, so that a failure leaves no allocation behind */
+  if (cu_begin(u) != 0) {
+    seterr(err, errlen, "nested too deeply");
+    return NULL;
+  }
   t = define_record(u, is_union, tag, fields, n, packed, align_as, err, errlen);
+  if (t != NULL) cu_commit(u);
+  else cu_rollback(u);
   if (u->nmarks == 0) cu_scratch_reset(u);    /* not inside a parse */
   return t;
 }
@@ -1435,7 +1446,15 @@ int cu_typedef_aligned(CUniverse *u, const char *name, CType *t, size_t align,
 
 int cu_typedef(CUniverse *u, const char *name, CType *t, char *err,
                size_t errlen) {
-  return cu_typedef_aligned(u, name, t, 0, err, errlen);
+  int r;
+  if (u == NULL || cu_begin(u) != 0) {
+    seterr(err, errlen, u ? "nested too deeply" : "no universe");
+    return -1;
+  }
+  r = cu_typedef_aligned(u, name, t, 0, err, errlen);
+  if (r == 0) cu_commit(u);
+  else cu_rollback(u);
+  return r;
 }
 
 /* -------------------------------------------------------------- macros */

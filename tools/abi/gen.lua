@@ -464,6 +464,7 @@ local function gen_member(depth, entries, is_union)
     local t
     if #bitfield_types > 0 and chance(0.25) then t = pick(bitfield_types)
     elseif chance(0.1) then t = simple(pick({"_Bool", "bool"}), 1, 1, {bits = 1})
+    elseif chance(0.03) then t = simple(pick({"__int128", "unsigned __int128"}), 16, 16, {bits = 128})
     else t = int_type() end
     local q = chance(0.15) and "volatile " or ""
     if chance(0.2) then
@@ -785,7 +786,7 @@ local function decl_typedef()
 end
 
 local function decl_noise()
-  local k = R(9)
+  local k = R(10)
   if k == 1 then H("/* a comment with struct X { int y; } inside */")
   elseif k == 2 then H("// line comment: typedef int nope;")
   elseif k == 3 then H("extern int " .. fresh("fn") .. "(const char *fmt, ...);")
@@ -802,6 +803,11 @@ local function decl_noise()
     probe_type("struct " .. tag)
     probe_type(tag .. "_t")
     probe_members("struct " .. tag, {{path = "a"}, {path = "self"}})
+  elseif k == 9 then
+    local tag = fresh("Odd")
+    if chance(0.5) then H("struct " .. tag .. " { };")          -- GNU: size 0
+    else H("struct " .. tag .. " { " .. int_type().decl(": " .. R(0, 7)) .. "; };") end
+    probe_type("struct " .. tag)
   else H("__extension__ typedef unsigned long long " .. fresh("ull") .. ";") end
 end
 
