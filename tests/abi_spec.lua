@@ -29,8 +29,11 @@ local function read_lines(path)
   return t
 end
 
--- Builds the check driver (with the sanitizers in `make asan` runs).
+-- Builds the check driver (with the sanitizers in `make asan` runs), once.
+local built = false
 local function build_check()
+  if built then return end
+  built = true
   assert(os.execute("mkdir -p " .. dir))
   local cc = os.getenv("SHMLUA_ASAN")
       and "clang -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
