@@ -30,6 +30,7 @@
 #define LOOKAHEAD 4
 #define MAX_DEF_ERR 512
 #define MAX_OPS 256              /* derivations in one declarator */
+#define MAX_EXPANSION 2000000L   /* tokens coming out of macros, per call */
 
 enum {
   T_EOF = 0, T_IDENT = 256, T_NUM, T_CHARLIT, T_STR, T_FLOAT, T_ELLIPSIS,
@@ -168,6 +169,7 @@ typedef struct Parser {
   int line, bol;
   Frame frames[MAX_FRAMES];
   int nframes, use_line, use_col;
+  long expanded;          /* tokens and expansions from macros so far      */
   Tok la[LOOKAHEAD];      /* la[0] is the current token                    */
   int nla;
   jmp_buf *jb;
@@ -530,6 +532,7 @@ static int expand(Parser *P, const Tok *t) {
       find_macro(P, t->s, t->n, &body, &blen) != 1)
     return 0;
   if (P->nframes == MAX_FRAMES) fail(P, t->line, t->col, "macros nested too deeply");
+  if (++P->expanded > MAX_EXPANSION) fail(P, t->line, t->col, "macro expansion too large");
   if (P->nframes == 0) {
     P->use_line = t->line;
     P->use_col = t->col;
@@ -560,6 +563,7 @@ again:
   if (P->nframes > 0) {
     t->line = P->use_line;
     t->col = P->use_col;
+    if (++P->expanded > MAX_EXPANSION) fail(P, t->line, t->col, "macro expansion too large");
   } else {
     t->line = P->line;
     t->col = (int)(p - P->lstart) + 1;
@@ -1104,6 +1108,7 @@ static void sub_init(Parser *S, Parser *P, const char *p, const char *e) {
   S->depth = P->depth;
   S->directive = 1;
   S->macros = P->macros;
+  S->expanded = P->expanded;     /* the budget is the whole call's */
 }
 
 static int pp_eval(Parser *S) {
@@ -1186,6 +1191,7 @@ static void directive(Parser *P) {
            "__attribute__((packed)) and aligned(N)");
   }
   /* #include, #line, #warning, #ident, unknown: skipped */
+  P->expanded = S.expanded;
   for (; P->p < e; P->p++)
     if (*P->p == '\n') {
       P->line++;
