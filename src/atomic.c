@@ -1,4 +1,946 @@
-/* atomic.c: placeholder until the subsystem lands. */
+/*
+ * atomic.c: atomics, futexes, an adaptive wait and robust mutexes on the
+ * fields of views.
+ *
+ * Every function takes a view and a field name first; view.c's
+ * shm_view_field resolves them (liveness and protection included) and
+ * hands back the address and the C type.  This file only checks what the
+ * operation itself needs (an integer of 1/2/4/8 bytes, naturally aligned; a
+ * 32-bit one for futexes; a pthread_mutex_t for mutexes) and then makes one
+ * GCC __atomic builtin, futex syscall or pthread call.
+ *
+ *   shm.atomic_load(v, f [, order])               -> value
+ *   shm.atomic_store(v, f, x [, order])           -> nothing
+ *   shm.atomic_exchange(v, f, x [, order])        -> old
+ *   shm.atomic_add/_sub/_and/_or/_xor(v, f, n [, order]) -> old
+ *   shm.atomic_cas(v, f, expected, desired [, order]) -> ok, old
+ *   shm.atomic_fence([order])
+ *   shm.futex_wait(v, f, expected [, timeout_s])  -> true | nil, msg, errno
+ *   shm.futex_wake(v, f [, n | "all"])            -> number woken
+ *   shm.wait_change(v, f, old [, timeout_s [, waiters]]) -> new | nil,msg,errno
+ *   shm.notify(v, f, x [, waiters])               -> number woken
+ *   shm.mutex_init / mutex_lock / mutex_trylock / mutex_unlock /
+ *   mutex_consistent (v, m ...)
+ *
+ * Orders are "seq_cst" (the default), "acquire", "release", "acq_rel" and
+ * "relaxed", as in C11; an order an operation cannot have (a store with
+ * "acquire", a load with "release") raises.
+ *
+ * Values: what is stored (store, exchange, cas, futex and wait values) must
+ * fit the field's C type, signed or unsigned (uint64_t fields take any Lua
+ * integer: its bit pattern).  The operand of add/sub/and/or/xor is a bit
+ * pattern of the field's width: any value that fits the signed or the
+ * unsigned type of that width (so atomic_add(u8, -1) decrements and
+ * atomic_and(i32, 0xffff0000) masks).  Arithmetic wraps around as in C on
+ * unsigned types.  Results are read back as the field's type reads them: a
+ * uint64_t above math.maxinteger comes back negative, as Lua integers wrap.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctype.h"
 #include "shm.h"
 
-void shm_atomic_open(lua_State *L) { (void)L; }
+/* ---- small helpers */
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield" ::: "memory");
+#else
+  __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static long futex_call(uint32_t *addr, int op, uint32_t val,
+                       const struct timespec *ts) {
+  return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
+}
+
+/*
+ * An optional timeout in seconds at `idx`: nil/none (or math.huge) is "no
+ * timeout" and returns -1; otherwise the number of nanoseconds, >= 0.
+ * Raises for a negative number or NaN.
+ */
+static int64_t opt_timeout(lua_State *L, int idx) {
+  lua_Number t;
+  if (lua_isnoneornil(L, idx)) return -1;
+  t = luaL_checknumber(L, idx);
+  luaL_argcheck(L, t >= 0, idx, "timeout must be a non-negative number of seconds");
+  if (t >= 1e9) return -1; /* 30 years: as good as forever, and no overflow */
+  return (int64_t)(t * 1e9);
+}
+
+static struct timespec ns_to_timespec(int64_t ns) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)(ns / 1000000000);
+  ts.tv_nsec = (long)(ns % 1000000000);
+  return ts;
+}
+
+/* ---- memory orders */
+
+enum { OP_LOAD, OP_STORE, OP_RMW };
+
+/*
+ * The memory order at `idx` (nil/none: seq_cst) for an operation of class
+ * `op`; raises for an unknown name or one the operation cannot have.  All
+ * five names are seven bytes long, so this is one length test and at most
+ * five 7-byte compares, and only when an order is given.
+ */
+static int check_order(lua_State *L, int idx, int op) {
+  static const struct { const char *name; int mo; } orders[] = {
+    {"seq_cst", __ATOMIC_SEQ_CST}, {"acquire", __ATOMIC_ACQUIRE},
+    {"release", __ATOMIC_RELEASE}, {"relaxed", __ATOMIC_RELAXED},
+    {"acq_rel", __ATOMIC_ACQ_REL}};
+  size_t len, i;
+  const char *s;
+  int mo = -1;
+  if (lua_isnoneornil(L, idx)) return __ATOMIC_SEQ_CST;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    luaL_typeerror(L, idx, "memory order (\"seq_cst\", \"acquire\", "
+                   "\"release\", \"acq_rel\" or \"relaxed\")");
+  s = lua_tolstring(L, idx, &len);
+  if (len == 7)
+    for (i = 0; i < sizeof orders / sizeof orders[0]; i++)
+      if (memcmp(s, orders[i].name, 7) == 0) mo = orders[i].mo;
+  if (mo < 0)
+    return luaL_argerror(L, idx, lua_pushfstring(L,
+        "unknown memory order '%s' (seq_cst, acquire, release, acq_rel or "
+        "relaxed)", s));
+  if (op == OP_LOAD && (mo == __ATOMIC_RELEASE || mo == __ATOMIC_ACQ_REL))
+    return luaL_argerror(L, idx, lua_pushfstring(L,
+        "memory order '%s' is invalid for a load (relaxed, acquire or "
+        "seq_cst)", s));
+  if (op == OP_STORE && (mo == __ATOMIC_ACQUIRE || mo == __ATOMIC_ACQ_REL))
+    return luaL_argerror(L, idx, lua_pushfstring(L,
+        "memory order '%s' is invalid for a store (relaxed, release or "
+        "seq_cst)", s));
+  return mo;
+}
+
+/* ---- integer fields */
+
+typedef struct Field {
+  void *p;        /* the field's address                     */
+  int size;       /* 1, 2, 4 or 8                            */
+  int sign;       /* the C type is signed                    */
+  const CType *t;
+} Field;
+
+/*
+ * Field at (view vidx, name nidx) as an integer fit for atomics, for reading
+ * (write == 0) or writing.  Raises for anything else: not an integer or
+ * enum of 1/2/4/8 bytes, or not naturally aligned (a packed struct).  A
+ * bit-field is refused by shm_view_field itself or here by its type name.
+ */
+static void int_field(lua_State *L, int vidx, int nidx, int write, Field *f) {
+  const CType *t;
+  f->p = shm_view_field(L, vidx, nidx, &t, write);
+  f->t = t;
+  if ((t->kind != CK_INT && t->kind != CK_ENUM) ||
+      (t->size != 1 && t->size != 2 && t->size != 4 && t->size != 8))
+    luaL_error(L, "field '%s' (%s) is not an integer field: atomics need an "
+               "integer or enum of 1, 2, 4 or 8 bytes", lua_tostring(L, nidx),
+               t->name ? t->name : "?");
+  f->size = (int)t->size;
+  f->sign = t->is_signed;
+  if (((uintptr_t)f->p & (uintptr_t)(f->size - 1)) != 0)
+    luaL_error(L, "field '%s' is not naturally aligned for atomics",
+               lua_tostring(L, nidx));
+}
+
+/* A 32-bit integer field, 4-aligned: what a futex word must be. */
+static uint32_t *futex_field(lua_State *L, int vidx, int nidx, int write,
+                             Field *f) {
+  const CType *t;
+  f->p = shm_view_field(L, vidx, nidx, &t, write);
+  f->t = t;
+  if ((t->kind != CK_INT && t->kind != CK_ENUM) || t->size != 4)
+    luaL_error(L, "field '%s' (%s) is not a 32-bit integer field: futexes "
+               "need one", lua_tostring(L, nidx), t->name ? t->name : "?");
+  f->size = 4;
+  f->sign = t->is_signed;
+  if (((uintptr_t)f->p & 3) != 0)
+    luaL_error(L, "field '%s' is not 4-byte aligned: futexes need that",
+               lua_tostring(L, nidx));
+  return (uint32_t *)f->p;
+}
+
+/*
+ * The integer at `idx` as the bits to store into field `f`.  With
+ * pattern == 0 the value must fit the field's C type; with pattern != 0
+ * (operands of add/sub/and/or/xor) anything that fits the signed or the
+ * unsigned type of that width.  Raises otherwise.
+ */
+static uint64_t check_value(lua_State *L, int idx, const Field *f,
+                            int pattern) {
+  int bits = f->size * 8, ok = 0;
+  lua_Integer x = 0, lo = LUA_MININTEGER, hi = LUA_MAXINTEGER;
+  if (bits < 64) {
+    lo = (f->sign || pattern) ? -((lua_Integer)1 << (bits - 1)) : 0;
+    hi = (f->sign && !pattern) ? ((lua_Integer)1 << (bits - 1)) - 1
+                               : ((lua_Integer)1 << bits) - 1;
+  }
+  if (lua_type(L, idx) == LUA_TNUMBER) x = lua_tointegerx(L, idx, &ok);
+  if (!ok || x < lo || x > hi) {
+    const char *got = lua_type(L, idx) == LUA_TNUMBER
+                          ? luaL_tolstring(L, idx, NULL)
+                          : luaL_typename(L, idx);
+    luaL_error(L, "field '%s' (%s) expects an integer in %I..%I, got %s",
+               lua_tostring(L, 2), f->t->name ? f->t->name : "?",
+               (LUAI_UACINT)lo, (LUAI_UACINT)hi, got);
+  }
+  return (uint64_t)x;
+}
+
+/* Pushes the low f->size bytes of `raw` as the field's type reads them. */
+static void push_value(lua_State *L, uint64_t raw, const Field *f) {
+  lua_Integer v;
+  switch (f->size) {
+  case 1: v = f->sign ? (lua_Integer)(int8_t)raw : (lua_Integer)(uint8_t)raw; break;
+  case 2: v = f->sign ? (lua_Integer)(int16_t)raw : (lua_Integer)(uint16_t)raw; break;
+  case 4: v = f->sign ? (lua_Integer)(int32_t)raw : (lua_Integer)(uint32_t)raw; break;
+  default: v = (lua_Integer)raw; break;
+  }
+  lua_pushinteger(L, v);
+}
+
+/*
+ * The builtins want a constant memory order (GCC silently treats any other
+ * as seq_cst), so each operation is spelled out per order and per size.
+ */
+#define BY_ORDER(mo, X)                                                      \
+  switch (mo) {                                                              \
+  case __ATOMIC_RELAXED: X(__ATOMIC_RELAXED);                                \
+  case __ATOMIC_ACQUIRE: X(__ATOMIC_ACQUIRE);                                \
+  case __ATOMIC_RELEASE: X(__ATOMIC_RELEASE);                                \
+  case __ATOMIC_ACQ_REL: X(__ATOMIC_ACQ_REL);                                \
+  default: X(__ATOMIC_SEQ_CST);                                              \
+  }
+
+#define LOAD_SIZED(MO)                                                       \
+  switch (size) {                                                            \
+  case 1: return __atomic_load_n((uint8_t *)p, MO);                          \
+  case 2: return __atomic_load_n((uint16_t *)p, MO);                         \
+  case 4: return __atomic_load_n((uint32_t *)p, MO);                         \
+  default: return __atomic_load_n((uint64_t *)p, MO);                        \
+  }
+
+static uint64_t do_load(void *p, int size, int mo) {
+  switch (mo) { /* loads: relaxed, acquire, seq_cst only */
+  case __ATOMIC_RELAXED: LOAD_SIZED(__ATOMIC_RELAXED);
+  case __ATOMIC_ACQUIRE: LOAD_SIZED(__ATOMIC_ACQUIRE);
+  default: LOAD_SIZED(__ATOMIC_SEQ_CST);
+  }
+}
+
+#define STORE_SIZED(MO)                                                      \
+  switch (size) {                                                            \
+  case 1: __atomic_store_n((uint8_t *)p, (uint8_t)v, MO); return;            \
+  case 2: __atomic_store_n((uint16_t *)p, (uint16_t)v, MO); return;          \
+  case 4: __atomic_store_n((uint32_t *)p, (uint32_t)v, MO); return;          \
+  default: __atomic_store_n((uint64_t *)p, v, MO); return;                   \
+  }
+
+static void do_store(void *p, int size, uint64_t v, int mo) {
+  switch (mo) { /* stores: relaxed, release, seq_cst only */
+  case __ATOMIC_RELAXED: STORE_SIZED(__ATOMIC_RELAXED);
+  case __ATOMIC_RELEASE: STORE_SIZED(__ATOMIC_RELEASE);
+  default: STORE_SIZED(__ATOMIC_SEQ_CST);
+  }
+}
+
+enum { RMW_XCHG, RMW_ADD, RMW_SUB, RMW_AND, RMW_OR, RMW_XOR };
+
+#define FETCH_SIZED(fn, MO)                                                  \
+  switch (size) {                                                            \
+  case 1: return __atomic_##fn((uint8_t *)p, (uint8_t)v, MO);                \
+  case 2: return __atomic_##fn((uint16_t *)p, (uint16_t)v, MO);              \
+  case 4: return __atomic_##fn((uint32_t *)p, (uint32_t)v, MO);              \
+  default: return __atomic_##fn((uint64_t *)p, v, MO);                       \
+  }
+#define XCHG_MO(MO) FETCH_SIZED(exchange_n, MO)
+#define ADD_MO(MO) FETCH_SIZED(fetch_add, MO)
+#define SUB_MO(MO) FETCH_SIZED(fetch_sub, MO)
+#define AND_MO(MO) FETCH_SIZED(fetch_and, MO)
+#define OR_MO(MO) FETCH_SIZED(fetch_or, MO)
+#define XOR_MO(MO) FETCH_SIZED(fetch_xor, MO)
+
+/* One read-modify-write; returns the old bits. */
+static uint64_t do_rmw(void *p, int size, int op, uint64_t v, int mo) {
+  switch (op) {
+  case RMW_XCHG: BY_ORDER(mo, XCHG_MO)
+  case RMW_ADD: BY_ORDER(mo, ADD_MO)
+  case RMW_SUB: BY_ORDER(mo, SUB_MO)
+  case RMW_AND: BY_ORDER(mo, AND_MO)
+  case RMW_OR: BY_ORDER(mo, OR_MO)
+  default: BY_ORDER(mo, XOR_MO)
+  }
+}
+
+/* C11: the failure order of a CAS is the success order without release. */
+#define CAS_T(T, MO, FAIL)                                                   \
+  {                                                                          \
+    T e = (T)*expected;                                                      \
+    int ok = __atomic_compare_exchange_n((T *)p, &e, (T)desired, 0, MO, FAIL); \
+    *expected = (uint64_t)e;                                                 \
+    return ok;                                                               \
+  }
+#define CAS_SIZED(MO, FAIL)                                                  \
+  switch (size) {                                                            \
+  case 1: CAS_T(uint8_t, MO, FAIL)                                           \
+  case 2: CAS_T(uint16_t, MO, FAIL)                                          \
+  case 4: CAS_T(uint32_t, MO, FAIL)                                          \
+  default: CAS_T(uint64_t, MO, FAIL)                                         \
+  }
+
+/* Strong CAS; stores the value found into *expected; returns success. */
+static int do_cas(void *p, int size, uint64_t *expected, uint64_t desired,
+                  int mo) {
+  switch (mo) {
+  case __ATOMIC_RELAXED: CAS_SIZED(__ATOMIC_RELAXED, __ATOMIC_RELAXED)
+  case __ATOMIC_ACQUIRE: CAS_SIZED(__ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)
+  case __ATOMIC_RELEASE: CAS_SIZED(__ATOMIC_RELEASE, __ATOMIC_RELAXED)
+  case __ATOMIC_ACQ_REL: CAS_SIZED(__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
+  default: CAS_SIZED(__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)
+  }
+}
+
+/* ---- Lua functions: atomics */
+
+/* shm.atomic_load(v, f [, order]) -> the field's value. */
+static int atomic_load(lua_State *L) {
+  Field f;
+  int mo;
+  int_field(L, 1, 2, 0, &f);
+  mo = check_order(L, 3, OP_LOAD);
+  push_value(L, do_load(f.p, f.size, mo), &f);
+  return 1;
+}
+
+/* shm.atomic_store(v, f, x [, order]): no results. */
+static int atomic_store(lua_State *L) {
+  Field f;
+  uint64_t x;
+  int mo;
+  int_field(L, 1, 2, 1, &f);
+  x = check_value(L, 3, &f, 0);
+  mo = check_order(L, 4, OP_STORE);
+  do_store(f.p, f.size, x, mo);
+  return 0;
+}
+
+/* The read-modify-writes: (v, f, operand [, order]) -> old value. */
+static int rmw(lua_State *L, int op) {
+  Field f;
+  uint64_t x;
+  int mo;
+  int_field(L, 1, 2, 1, &f);
+  x = check_value(L, 3, &f, op != RMW_XCHG);
+  mo = check_order(L, 4, OP_RMW);
+  push_value(L, do_rmw(f.p, f.size, op, x, mo), &f);
+  return 1;
+}
+
+static int atomic_exchange(lua_State *L) { return rmw(L, RMW_XCHG); }
+static int atomic_add(lua_State *L) { return rmw(L, RMW_ADD); }
+static int atomic_sub(lua_State *L) { return rmw(L, RMW_SUB); }
+static int atomic_and(lua_State *L) { return rmw(L, RMW_AND); }
+static int atomic_or(lua_State *L) { return rmw(L, RMW_OR); }
+static int atomic_xor(lua_State *L) { return rmw(L, RMW_XOR); }
+
+/*
+ * shm.atomic_cas(v, f, expected, desired [, order]) -> ok, old
+ * A strong compare-and-swap: ok is true when the field held `expected` and
+ * now holds `desired`; old is what the field held either way.
+ */
+static int atomic_cas(lua_State *L) {
+  Field f;
+  uint64_t expected, desired;
+  int mo, ok;
+  int_field(L, 1, 2, 1, &f);
+  expected = check_value(L, 3, &f, 0);
+  desired = check_value(L, 4, &f, 0);
+  mo = check_order(L, 5, OP_RMW);
+  ok = do_cas(f.p, f.size, &expected, desired, mo);
+  lua_pushboolean(L, ok);
+  push_value(L, expected, &f);
+  return 2;
+}
+
+/* shm.atomic_fence([order]): a thread fence of that order. */
+static int atomic_fence(lua_State *L) {
+  switch (check_order(L, 1, OP_RMW)) {
+  case __ATOMIC_RELAXED: break; /* C11: no effect */
+  case __ATOMIC_ACQUIRE: __atomic_thread_fence(__ATOMIC_ACQUIRE); break;
+  case __ATOMIC_RELEASE: __atomic_thread_fence(__ATOMIC_RELEASE); break;
+  case __ATOMIC_ACQ_REL: __atomic_thread_fence(__ATOMIC_ACQ_REL); break;
+  default: __atomic_thread_fence(__ATOMIC_SEQ_CST); break;
+  }
+  return 0;
+}
+
+/* ---- futexes */
+
+/*
+ * shm.futex_wait(v, f, expected [, timeout_s]) -> true | nil, msg, errno
+ * Sleeps while the 32-bit field holds `expected` (FUTEX_WAIT, shared: the
+ * field may be mapped at different addresses in different processes).
+ * true means woken, which includes spurious wake-ups: callers re-check the
+ * value and wait again.  EAGAIN: the value differed already; ETIMEDOUT:
+ * timeout_s passed (measured on CLOCK_MONOTONIC); EINTR: a signal.
+ */
+static int futex_wait(lua_State *L) {
+  Field f;
+  uint32_t *p = futex_field(L, 1, 2, 0, &f);
+  uint32_t expected = (uint32_t)check_value(L, 3, &f, 0);
+  int64_t tns = opt_timeout(L, 4);
+  struct timespec ts = ns_to_timespec(tns < 0 ? 0 : tns);
+  if (futex_call(p, FUTEX_WAIT, expected, tns < 0 ? NULL : &ts) != 0)
+    return shm_fail(L, "futex_wait", lua_tostring(L, 2), errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* The wake count at `idx`: default 1, "all" or anything >= INT_MAX is all. */
+static int wake_count(lua_State *L, int idx) {
+  lua_Integer n;
+  if (lua_isnoneornil(L, idx)) return 1;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    const char *s = lua_tostring(L, idx);
+    if (strcmp(s, "all") == 0) return INT_MAX;
+    return luaL_argerror(L, idx, "count (integer >= 0) or \"all\" expected");
+  }
+  n = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, n >= 0, idx, "count must be non-negative");
+  return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+/*
+ * shm.futex_wake(v, f [, n]) -> number of sleepers woken
+ * Wakes up to n (default 1; "all" or math.maxinteger: every) processes
+ * sleeping in futex_wait on the field.  Changes nothing in memory: store
+ * the new value first.
+ */
+static int futex_wake(lua_State *L) {
+  Field f;
+  uint32_t *p = futex_field(L, 1, 2, 0, &f);
+  long r = futex_call(p, FUTEX_WAKE, (uint32_t)wake_count(L, 3), NULL);
+  if (r < 0) return shm_fail(L, "futex_wake", lua_tostring(L, 2), errno);
+  lua_pushinteger(L, r);
+  return 1;
+}
+
+/* ---- the adaptive wait: wait_change and notify
+ *
+ * Protocol (both sides must agree on whether a waiters field is used):
+ *
+ *   waiter:  wait_change(v, "f", old [, timeout_s [, "waiters"]])
+ *            returns as soon as f != old, with the new value.
+ *   waker:   notify(v, "f", new [, "waiters"])
+ *            stores new into f, then wakes every sleeper on f.
+ *
+ * "waiters" names another integer field of the same view, initially 0,
+ * that counts processes about to sleep or sleeping on f.  With it, notify
+ * makes the FUTEX_WAKE syscall only when the count is not zero, which is
+ * what makes a spinning exchange cost no syscall at all.  Without it notify
+ * always calls FUTEX_WAKE (correct, one syscall slower).
+ *
+ * Why no wake-up is lost: the sleeping side does
+ *     W1: waiters += 1   (seq_cst RMW)
+ *     R1: load f         (seq_cst)  -- sleep only if it still equals old
+ *     FUTEX_WAIT(f, old) -- the kernel re-checks f == old atomically
+ * and notify does
+ *     W2: store f = new  (seq_cst)
+ *     R2: load waiters   (seq_cst)  -- FUTEX_WAKE if non-zero
+ * All four are seq_cst, so they occur in one total order.  If R2 reads 0,
+ * W1 comes after R2, hence after W2, so R1 sees the new value and the
+ * waiter does not sleep.  If R1 sees old, W2 comes after R1, hence after
+ * W1, so R2 sees a non-zero count and notify wakes; should the wake come
+ * before the waiter is asleep, FUTEX_WAIT finds f != old and returns
+ * EAGAIN at once.  The waiter decrements the count after waking.
+ *
+ * Limits: a change from old to something and back to old between two
+ * looks is not seen (ABA): use a counter that only moves forward (32-bit
+ * wrap takes 2^32 notifications).  A waiter killed while asleep leaves the
+ * count raised; notify then makes a harmless extra syscall.
+ *
+ * Waiting strategy, per call: spin on the value with a pause instruction
+ * for up to a spin budget (nanoseconds), then sched_yield a few times, then
+ * FUTEX_WAIT (with what remains of the timeout), in a loop.  Spinning wins
+ * by two orders of magnitude when the peer runs on another CPU, and is a
+ * disaster when the peer shares ours: it burns the time slice the peer
+ * needs (bench/pingpong.c measures both).  So the budget adapts, per field
+ * address (a small per-thread table):
+ *   - a wait satisfied while spinning keeps the budget (or raises it to
+ *     twice the time that spin took);
+ *   - a spin that ran out halves it, down to zero (straight to yielding);
+ *   - a wait satisfied right after a sched_yield that returned quickly
+ *     (nobody else ran on this CPU: the peer made progress elsewhere)
+ *     doubles it again (from zero: to the minimum).
+ * On one core the peer only ever progresses while we yield or sleep, and a
+ * yield that lets it run is slow, so the budget falls to zero and stays
+ * there; the sched_yield then hands the CPU straight to the peer.
+ */
+
+#define SPIN_MAX_NS 20000  /* about the cost of a cross-CPU futex wake-up */
+#define SPIN_MIN_NS 1000
+#define SPIN_START_NS 5000
+#define YIELD_MAX 16       /* yields before sleeping ...                   */
+#define YIELD_MAX_NS 10000 /* ... or this long, whichever comes first      */
+#define FAST_YIELD_NS 1500 /* a sched_yield this quick switched to nobody  */
+#define ADAPT_SLOTS 64
+
+typedef struct Adapt {
+  uintptr_t addr;
+  int64_t budget; /* spin budget in ns */
+} Adapt;
+
+static __thread Adapt adapt_table[ADAPT_SLOTS];
+
+static Adapt *adapt_for(const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  uint32_t h = (uint32_t)(a >> 2) * 2654435761u;
+  Adapt *s = &adapt_table[h >> 26]; /* 64 slots */
+  if (s->addr != a) {
+    s->addr = a;
+    s->budget = SPIN_START_NS;
+  }
+  return s;
+}
+
+/* An optional field name at `idx` for the waiter count, or 0 if none. */
+static int opt_waiters(lua_State *L, int idx, int write, const Field *f,
+                       Field *w) {
+  if (lua_isnoneornil(L, idx)) return 0;
+  int_field(L, 1, idx, write, w);
+  if ((char *)w->p < (char *)f->p + f->size &&
+      (char *)f->p < (char *)w->p + w->size)
+    luaL_argerror(L, idx, "the waiters field must not overlap the value field");
+  return 1;
+}
+
+/*
+ * shm.wait_change(v, f, old [, timeout_s [, waiters]])
+ *   -> the new value | nil, msg, ETIMEDOUT (or EINTR)
+ * Waits until the 32-bit field f no longer holds `old`; see the protocol
+ * above.  timeout_s 0 only looks once.
+ */
+static int wait_change(lua_State *L) {
+  Field f, w;
+  uint32_t *p = futex_field(L, 1, 2, 0, &f);
+  uint32_t old = (uint32_t)check_value(L, 3, &f, 0), v;
+  int64_t tns = opt_timeout(L, 4), t0, deadline, t, budget;
+  int has_w = opt_waiters(L, 5, 1, &f, &w), k, err;
+  Adapt *st;
+  long r;
+
+  if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) goto changed;
+  if (tns == 0) goto timeout;
+  t0 = now_ns();
+  deadline = tns < 0 ? INT64_MAX : t0 + tns;
+  st = adapt_for(p);
+
+  /* 1. spin, checking the clock every 16 pauses */
+  budget = st->budget;
+  if (budget > 0) {
+    int64_t end = deadline - t0 < budget ? deadline : t0 + budget;
+    for (k = 1;; k++) {
+      cpu_relax();
+      if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
+        t = now_ns() - t0;
+        if (2 * t > st->budget) st->budget = 2 * t > SPIN_MAX_NS ? SPIN_MAX_NS : 2 * t;
+        goto changed;
+      }
+      if ((k & 15) == 0 && now_ns() >= end) break;
+    }
+    st->budget = budget / 2 < SPIN_MIN_NS ? 0 : budget / 2;
+  }
+
+  /* 2. yield: hands the CPU to the peer if it shares ours */
+  for (k = 0; k < YIELD_MAX; k++) {
+    int64_t t1 = now_ns();
+    if (t1 >= deadline) goto timeout;
+    if (t1 - t0 > YIELD_MAX_NS + budget) break;
+    sched_yield();
+    if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
+      if (now_ns() - t1 < FAST_YIELD_NS)
+        st->budget = st->budget == 0 ? SPIN_MIN_NS
+                   : st->budget * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : st->budget * 2;
+      goto changed;
+    }
+  }
+
+  /* 3. sleep */
+  for (;;) {
+    struct timespec ts, *tsp = NULL;
+    if (tns >= 0) {
+      t = deadline - now_ns();
+      if (t <= 0) goto timeout;
+      ts = ns_to_timespec(t);
+      tsp = &ts;
+    }
+    if (has_w) do_rmw(w.p, w.size, RMW_ADD, 1, __ATOMIC_SEQ_CST);
+    r = 0;
+    err = 0;
+    if (__atomic_load_n(p, __ATOMIC_SEQ_CST) == old) {
+      r = futex_call(p, FUTEX_WAIT, old, tsp);
+      err = errno;
+    }
+    if (has_w) do_rmw(w.p, w.size, RMW_SUB, 1, __ATOMIC_SEQ_CST);
+    if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) goto changed;
+    if (r != 0 && err == ETIMEDOUT) goto timeout;
+    if (r != 0 && err != EAGAIN)
+      return shm_fail(L, "wait_change", lua_tostring(L, 2), err);
+    /* woken, spuriously or by an ABA change: look again */
+  }
+
+changed:
+  push_value(L, v, &f);
+  return 1;
+timeout:
+  return shm_fail(L, "wait_change", lua_tostring(L, 2), ETIMEDOUT);
+}
+
+/*
+ * shm.notify(v, f, x [, waiters]) -> number of sleepers woken
+ * Stores x into the 32-bit field f (seq_cst) and wakes every process
+ * sleeping on it; with a waiters field, only when it is not zero (then
+ * returns 0 without a syscall).  See the protocol above.
+ */
+static int notify(lua_State *L) {
+  Field f, w;
+  uint32_t *p = futex_field(L, 1, 2, 1, &f);
+  uint32_t x = (uint32_t)check_value(L, 3, &f, 0);
+  int has_w = opt_waiters(L, 4, 0, &f, &w);
+  long r;
+  __atomic_store_n(p, x, __ATOMIC_SEQ_CST);
+  if (has_w && do_load(w.p, w.size, __ATOMIC_SEQ_CST) == 0) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  r = futex_call(p, FUTEX_WAKE, INT_MAX, NULL);
+  if (r < 0) return shm_fail(L, "notify", lua_tostring(L, 2), errno);
+  lua_pushinteger(L, r);
+  return 1;
+}
+
+/* ---- robust process-shared mutexes
+ *
+ * A pthread_mutex_t field, initialised by mutex_init as process-shared,
+ * robust and error-checking (relocking it returns EDEADLK instead of
+ * hanging; unlocking one you do not hold returns EPERM).
+ *
+ * Robust mutexes carry a hazard that has nothing to do with the lock
+ * itself: glibc keeps the robust mutexes a thread holds in a linked list
+ * whose links live inside the mutexes (in the shared memory), and it
+ * writes through those links on every robust lock and unlock.  If the
+ * memory of a held mutex goes away (the mapping is unmapped or replaced)
+ * or its bytes are overwritten (a view write, another process), glibc
+ * would write through a dangling or forged pointer and crash.  So this
+ * file records, per thread, which mutexes it holds (in lock order, which
+ * is glibc's list order) and before each robust call drops the records
+ * whose memory is gone and rewrites every link from the records.  This
+ * assumes the thread holds robust mutexes only through these functions.
+ * The list layout is glibc's on 64-bit targets (__PTHREAD_MUTEX_HAVE_PREV):
+ * each link points at the __next member of the neighbour, or at the
+ * thread's robust list head (from get_robust_list, kernel ABI).
+ */
+
+#define HELD_MAX 64
+#define HELD_TABLE "shm.atomic.held" /* registry: mutex address -> mapping */
+
+typedef struct Held {
+  pthread_mutex_t *mu;
+  const Mapping *map;
+} Held;
+
+static __thread Held held[HELD_MAX];
+static __thread int nheld;
+static pthread_mutexattr_t mutex_attr;
+static int mutex_kind; /* __kind of a mutex made with mutex_attr */
+
+#if defined(__GLIBC__) && defined(__PTHREAD_MUTEX_HAVE_PREV) && \
+    __PTHREAD_MUTEX_HAVE_PREV
+#define ROBUST_LINKS 1
+static __thread void **robust_head; /* &robust_list_head.list, or NULL */
+static __thread int robust_head_known;
+
+static void **robust_head_addr(void) {
+  if (!robust_head_known) {
+    struct robust_list_head *h = NULL;
+    size_t len = 0;
+    if (syscall(SYS_get_robust_list, 0, &h, &len) == 0 && h != NULL)
+      robust_head = (void **)&h->list;
+    robust_head_known = 1;
+  }
+  return robust_head;
+}
+
+static void *link_of(pthread_mutex_t *mu) { return &mu->__data.__list.__next; }
+#endif
+
+static int held_find(const pthread_mutex_t *mu) {
+  int i;
+  for (i = 0; i < nheld; i++)
+    if (held[i].mu == mu) return i;
+  return -1;
+}
+
+/* Forgets record i, and the mapping reference that kept it alive. */
+static void held_remove(lua_State *L, int i) {
+  lua_getfield(L, LUA_REGISTRYINDEX, HELD_TABLE);
+  lua_pushnil(L);
+  lua_rawsetp(L, -2, held[i].mu);
+  lua_pop(L, 1);
+  memmove(&held[i], &held[i + 1], sizeof(Held) * (size_t)(nheld - i - 1));
+  nheld--;
+}
+
+/*
+ * Before any robust call: forget held mutexes whose memory is no longer
+ * the writable mapping they were locked in, then make glibc's list (the
+ * links inside the mutexes and the head) exactly the records.
+ */
+static void held_sync(lua_State *L) {
+  int i;
+  for (i = nheld - 1; i >= 0; i--) {
+    const Mapping *m = shm_findmapping((uintptr_t)held[i].mu, sizeof(pthread_mutex_t));
+    if (m != held[i].map || !(m->prot & PROT_WRITE)) held_remove(L, i);
+  }
+#ifdef ROBUST_LINKS
+  {
+    void **head = robust_head_addr();
+    if (head == NULL) return;
+    for (i = 0; i < nheld; i++) {
+      struct __pthread_internal_list *l = &held[i].mu->__data.__list;
+      void *next = i == 0 ? (void *)head : link_of(held[i - 1].mu);
+      void *prev = i == nheld - 1 ? (void *)head : link_of(held[i + 1].mu);
+      if ((void *)l->__next != next) l->__next = next;
+      if ((void *)l->__prev != prev) l->__prev = prev;
+    }
+    {
+      void *want = nheld > 0 ? link_of(held[nheld - 1].mu) : (void *)head;
+      if (*head != want) *head = want;
+    }
+  }
+#endif
+}
+
+/* Records that this thread now holds `mu` (in mapping `m`, at view vidx). */
+static void held_add(lua_State *L, pthread_mutex_t *mu, const Mapping *m) {
+  int i = held_find(mu);
+  if (i >= 0) held_remove(L, i);
+  held[nheld].mu = mu;
+  held[nheld].map = m;
+  nheld++;
+  lua_getfield(L, LUA_REGISTRYINDEX, HELD_TABLE);
+  shm_pushmapping(L, m);
+  lua_rawsetp(L, -2, mu);
+  lua_pop(L, 1);
+  held_sync(L); /* in case glibc's view and ours had drifted apart */
+}
+
+/*
+ * The pthread_mutex_t field at (1, 2), checked for type and 8-alignment,
+ * its mapping in *map.  With `inited`, also that mutex_init has made it
+ * (its kind is ours): glibc is never handed bytes it did not format.
+ */
+static pthread_mutex_t *mutex_field(lua_State *L, int inited,
+                                    const Mapping **map) {
+  const CType *t;
+  pthread_mutex_t *mu = (pthread_mutex_t *)shm_view_field(L, 1, 2, &t, 1);
+  const char *name = lua_tostring(L, 2);
+  if (t->size != sizeof(pthread_mutex_t) || t->name == NULL ||
+      strcmp(t->name, "pthread_mutex_t") != 0)
+    luaL_error(L, "field '%s' (%s) is not a pthread_mutex_t", name,
+               t->name ? t->name : "?");
+  if (((uintptr_t)mu & 7) != 0)
+    luaL_error(L, "field '%s' is not 8-byte aligned: a pthread_mutex_t "
+               "needs that", name);
+  *map = shm_findmapping((uintptr_t)mu, sizeof *mu);
+  if (*map == NULL)
+    luaL_error(L, "field '%s' does not lie in a live mapping", name);
+  if (inited && __atomic_load_n(&mu->__data.__kind, __ATOMIC_RELAXED) != mutex_kind)
+    luaL_error(L, "mutex '%s' is not initialised: call shm.mutex_init first",
+               name);
+  return mu;
+}
+
+/*
+ * shm.mutex_init(v, m) -> true | nil, msg, errno
+ * Formats the field as a process-shared, robust, error-checking mutex,
+ * unlocked.  Only one process should do this, before any other uses it.
+ */
+static int mutex_init(lua_State *L) {
+  const Mapping *map;
+  pthread_mutex_t *mu = mutex_field(L, 0, &map);
+  int i = held_find(mu), rc;
+  if (i >= 0) {
+    held_remove(L, i);
+    held_sync(L);
+  }
+  rc = pthread_mutex_init(mu, &mutex_attr);
+  if (rc != 0) return shm_fail(L, "pthread_mutex_init", lua_tostring(L, 2), rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
+ * shm.mutex_lock(v, m [, timeout_s])
+ *   -> true | "owner_died" | nil, msg, errno
+ * "owner_died": the previous owner died holding it; the caller holds it now,
+ * should repair the data it guards and call shm.mutex_consistent (else the
+ * next unlock makes the mutex unusable: ENOTRECOVERABLE).  Failures:
+ * ETIMEDOUT (timeout_s on CLOCK_MONOTONIC), ENOTRECOVERABLE, EDEADLK (this
+ * thread holds it already).
+ */
+static int mutex_lock(lua_State *L) {
+  const Mapping *map;
+  pthread_mutex_t *mu = mutex_field(L, 1, &map);
+  int64_t tns = opt_timeout(L, 3);
+  int rc;
+  if (nheld >= HELD_MAX && held_find(mu) < 0)
+    luaL_error(L, "too many mutexes held at once (%d)", HELD_MAX);
+  held_sync(L);
+  if (tns < 0) {
+    rc = pthread_mutex_lock(mu);
+  } else {
+    struct timespec abs = ns_to_timespec(now_ns() + tns);
+    rc = pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, &abs);
+  }
+  if (rc != 0 && rc != EOWNERDEAD)
+    return shm_fail(L, tns < 0 ? "pthread_mutex_lock" : "pthread_mutex_clocklock",
+                    lua_tostring(L, 2), rc);
+  held_add(L, mu, map);
+  if (rc == EOWNERDEAD)
+    lua_pushliteral(L, "owner_died");
+  else
+    lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
+ * shm.mutex_trylock(v, m) -> true | "owner_died" | false | nil, msg, errno
+ * false: another owner holds it (EBUSY).
+ */
+static int mutex_trylock(lua_State *L) {
+  const Mapping *map;
+  pthread_mutex_t *mu = mutex_field(L, 1, &map);
+  int rc;
+  if (nheld >= HELD_MAX && held_find(mu) < 0)
+    luaL_error(L, "too many mutexes held at once (%d)", HELD_MAX);
+  held_sync(L);
+  rc = pthread_mutex_trylock(mu);
+  if (rc == EBUSY) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (rc != 0 && rc != EOWNERDEAD)
+    return shm_fail(L, "pthread_mutex_trylock", lua_tostring(L, 2), rc);
+  held_add(L, mu, map);
+  if (rc == EOWNERDEAD)
+    lua_pushliteral(L, "owner_died");
+  else
+    lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
+ * shm.mutex_unlock(v, m) -> true | nil, msg, errno
+ * EPERM when this thread does not hold it (through this address).
+ */
+static int mutex_unlock(lua_State *L) {
+  const Mapping *map;
+  pthread_mutex_t *mu = mutex_field(L, 1, &map);
+  int i, rc;
+  held_sync(L);
+  if ((i = held_find(mu)) < 0)
+    return shm_fail(L, "pthread_mutex_unlock", lua_tostring(L, 2), EPERM);
+  rc = pthread_mutex_unlock(mu);
+  if (rc != 0)
+    return shm_fail(L, "pthread_mutex_unlock", lua_tostring(L, 2), rc);
+  held_remove(L, i);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
+ * shm.mutex_consistent(v, m) -> true | nil, msg, errno
+ * After "owner_died": marks the state repaired, so that the mutex stays
+ * usable after the next unlock.  EINVAL if it is not in that state.
+ */
+static int mutex_consistent(lua_State *L) {
+  const Mapping *map;
+  pthread_mutex_t *mu = mutex_field(L, 1, &map);
+  int rc = pthread_mutex_consistent(mu);
+  if (rc != 0)
+    return shm_fail(L, "pthread_mutex_consistent", lua_tostring(L, 2), rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Builds the attribute every mutex_init uses and learns its __kind. */
+static int mutex_setup(void) {
+  static int done;
+  pthread_mutex_t probe;
+  if (done) return 0;
+  if (pthread_mutexattr_init(&mutex_attr) != 0 ||
+      pthread_mutexattr_setpshared(&mutex_attr, PTHREAD_PROCESS_SHARED) != 0 ||
+      pthread_mutexattr_setrobust(&mutex_attr, PTHREAD_MUTEX_ROBUST) != 0 ||
+      pthread_mutexattr_settype(&mutex_attr, PTHREAD_MUTEX_ERRORCHECK) != 0 ||
+      pthread_mutex_init(&probe, &mutex_attr) != 0)
+    return -1;
+  mutex_kind = probe.__data.__kind;
+  pthread_mutex_destroy(&probe);
+  done = 1;
+  return 0;
+}
+
+/* Adds the atomics, futex, wait and mutex functions to the table on top. */
+void shm_atomic_open(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"atomic_load", atomic_load},
+    {"atomic_store", atomic_store},
+    {"atomic_exchange", atomic_exchange},
+    {"atomic_add", atomic_add},
+    {"atomic_sub", atomic_sub},
+    {"atomic_and", atomic_and},
+    {"atomic_or", atomic_or},
+    {"atomic_xor", atomic_xor},
+    {"atomic_cas", atomic_cas},
+    {"atomic_fence", atomic_fence},
+    {"futex_wait", futex_wait},
+    {"futex_wake", futex_wake},
+    {"wait_change", wait_change},
+    {"notify", notify},
+    {"mutex_init", mutex_init},
+    {"mutex_lock", mutex_lock},
+    {"mutex_trylock", mutex_trylock},
+    {"mutex_unlock", mutex_unlock},
+    {"mutex_consistent", mutex_consistent},
+    {NULL, NULL}
+  };
+  if (mutex_setup() != 0) luaL_error(L, "shm: cannot set up mutex attributes");
+  luaL_setfuncs(L, funcs, 0);
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, HELD_TABLE);
+}
