@@ -24,6 +24,8 @@
  *
  * Usage: pingpong [-m spin|futex|hybrid|all] [-p cross|same|none|all]
  *                 [-c A,B] [-n N] [-r RUNS] [-t SECONDS_PER_RUN]
+ * A,B default to the first two CPUs this process may run on, so that it
+ * also works under `taskset`; with one CPU, cross-core is skipped.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -225,7 +227,7 @@ static int parse_choice(const char *arg, const char **names, int count) {
 
 int main(int argc, char **argv) {
   static const char *places_short[] = { "cross", "same", "none" };
-  int mode = -1, place = -1, cpu_a = 0, cpu_b = 1, runs = 5, opt, m, p;
+  int mode = -1, place = -1, cpu_a = -1, cpu_b = -1, runs = 5, opt, m, p;
   int ncpu, fd, failed = 0;
   long n = 0;
   double limit_s = 1.0;
@@ -258,6 +260,14 @@ int main(int argc, char **argv) {
   if (sched_getaffinity(0, sizeof avail, &avail) != 0) CPU_ZERO(&avail);
   ncpu = CPU_COUNT(&avail);
   printf("pingpong: %d CPU(s) available to this process\n", ncpu);
+  if (cpu_a < 0) { /* default: the first two CPUs we may run on */
+    int c;
+    for (c = 0; c < CPU_SETSIZE; c++) {
+      if (!CPU_ISSET(c, &avail)) continue;
+      if (cpu_a < 0) cpu_a = c;
+      else if (cpu_b < 0) cpu_b = c;
+    }
+  }
 
   fd = memfd_create("pingpong", MFD_CLOEXEC);
   if (fd < 0 || ftruncate(fd, sizeof(struct Shared)) != 0) {
@@ -274,15 +284,20 @@ int main(int argc, char **argv) {
 
   for (p = 0; p < 3; p++) {
     if (place >= 0 && p != place) continue;
-    if (p != NONE && (!CPU_ISSET(cpu_a, &avail) ||
-                      (p == CROSS && !CPU_ISSET(cpu_b, &avail)))) {
-      printf("%s: skipped: CPU %d%s not available (only %d CPU%s)\n",
-             place_names[p], cpu_a, p == CROSS ? " or the second CPU" : "",
-             ncpu, ncpu == 1 ? "" : "s");
+    if (p == CROSS && ncpu < 2) {
+      printf("cross-core: skipped: only %d CPU is available to this process\n",
+             ncpu);
       continue;
     }
-    if (p == CROSS && cpu_a == cpu_b) {
-      printf("cross-core: skipped: -c names the same CPU twice\n");
+    if (p != NONE && (cpu_a < 0 || cpu_a >= CPU_SETSIZE ||
+                      !CPU_ISSET(cpu_a, &avail))) {
+      printf("%s: skipped: CPU %d is not available\n", place_names[p], cpu_a);
+      continue;
+    }
+    if (p == CROSS && (cpu_b < 0 || cpu_b >= CPU_SETSIZE ||
+                       !CPU_ISSET(cpu_b, &avail) || cpu_b == cpu_a)) {
+      printf("cross-core: skipped: CPU %d is not available as the second "
+             "CPU\n", cpu_b);
       continue;
     }
     for (m = 0; m < 3; m++) {
