@@ -491,7 +491,9 @@ static int futex_wake(lua_State *L) {
  * needs (bench/pingpong.c measures both).  So the budget adapts, per field
  * address (a small per-thread table):
  *   - a wait satisfied while spinning keeps the budget (or raises it to
- *     twice the time that spin took);
+ *     twice the time that spin took), unless the spin overran its budget,
+ *     which means this process was preempted while spinning: the CPU is
+ *     shared, so that counts as a spin that ran out;
  *   - a spin that ran out halves it, down to zero (straight to yielding);
  *   - a wait satisfied right after a sched_yield that returned quickly
  *     (nobody else ran on this CPU: the peer made progress elsewhere)
@@ -567,7 +569,10 @@ static int wait_change(lua_State *L) {
       cpu_relax();
       if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
         t = now_ns() - t0;
-        if (2 * t > st->budget) st->budget = 2 * t > SPIN_MAX_NS ? SPIN_MAX_NS : 2 * t;
+        if (t > budget + SPIN_MIN_NS) /* preempted while spinning: the CPU */
+          st->budget = budget / 2 < SPIN_MIN_NS ? 0 : budget / 2; /* is shared */
+        else if (2 * t > st->budget)
+          st->budget = 2 * t > SPIN_MAX_NS ? SPIN_MAX_NS : 2 * t;
         goto changed;
       }
       if ((k & 15) == 0 && now_ns() >= end) break;
@@ -707,7 +712,7 @@ static int held_find(const pthread_mutex_t *mu) {
 
 /* Forgets record i, and the mapping reference that kept it alive. */
 static void held_remove(lua_State *L, int i) {
-  lua_getfield(L, LUA_REGISTRYINDEX, HELD_TABLE);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, HELD_TABLE);
   lua_pushnil(L);
   lua_rawsetp(L, -2, held[i].mu);
   lua_pop(L, 1);
@@ -745,14 +750,18 @@ static void held_sync(lua_State *L) {
 #endif
 }
 
-/* Records that this thread now holds `mu` (in mapping `m`, at view vidx). */
+/*
+ * Records that this thread now holds `mu`, which lies in mapping `m`, and
+ * keeps m's userdata alive (registry) until the unlock: a collected mapping
+ * would be unmapped under a held lock.
+ */
 static void held_add(lua_State *L, pthread_mutex_t *mu, const Mapping *m) {
   int i = held_find(mu);
   if (i >= 0) held_remove(L, i);
   held[nheld].mu = mu;
   held[nheld].map = m;
   nheld++;
-  lua_getfield(L, LUA_REGISTRYINDEX, HELD_TABLE);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, HELD_TABLE);
   shm_pushmapping(L, m);
   lua_rawsetp(L, -2, mu);
   lua_pop(L, 1);
@@ -941,6 +950,4 @@ void shm_atomic_open(lua_State *L) {
   };
   if (mutex_setup() != 0) luaL_error(L, "shm: cannot set up mutex attributes");
   luaL_setfuncs(L, funcs, 0);
-  lua_newtable(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, HELD_TABLE);
 }
