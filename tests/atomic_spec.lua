@@ -689,20 +689,27 @@ describe("robust mutex", function()
     assert.is_true(shm.mutex_unlock(v, "mu"))
   end)
 
-  it("keeps a held mutex's mapping alive without references", function()
+  it("keeps a held mutex's mapping alive until the unlock", function()
     local fd2, m2 = shared()
     local v2 = shm.view(m2, "struct AtomSync")
     assert.is_true(shm.mutex_init(v2, "mu"))
     assert.is_true(shm.mutex_lock(v2, "mu"))
+    local weak = setmetatable({ m = m2 }, { __mode = "v" })
     local addr = m2:addr()
     v2, m2 = nil, nil
     collectgarbage()
     collectgarbage()
-    assert.is_true(shm.mutex_lock(v, "mu"))
-    assert.is_true(shm.mutex_unlock(v, "mu"))
-    -- still mapped, although nothing in Lua refers to it any more
-    local maps = assert(io.open("/proc/self/maps")):read("a")
+    assert.is_not_nil(weak.m)      -- nothing in Lua refers to it but the lock
+    local f = assert(io.open("/proc/self/maps"))
+    local maps = f:read("a")
+    f:close()
     assert.truthy(("\n" .. maps):find(("\n%x-"):format(addr), 1, true))
+    v2 = shm.view(weak.m, "struct AtomSync")
+    assert.is_true(shm.mutex_unlock(v2, "mu"))
+    v2 = nil
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(weak.m)          -- unlocked: collectable again
     shm.close(fd2)
   end)
 end)
