@@ -188,6 +188,7 @@ typedef struct Parser {
   int in_params;          /* inside a parameter list                       */
   int typename_only;      /* cu_typeof: no implicit tag declarations       */
   int storage;            /* storage class of the current declaration      */
+  int bodies;             /* struct/union/enum bodies being parsed         */
 } Parser;
 
 /* ----------------------------------------------------------------- errors */
@@ -1491,7 +1492,9 @@ static CType *parse_record(Parser *P, Spec *s, int is_union) {
       if (old == NULL && cu_declare_tag(P->u, kind, tag) == NULL) oom(P);
     }
     adv(P);
+    P->bodies++;
     parse_members(P, &fv, is_union);
+    P->bodies--;
     adv(P);
     parse_attrs(P, &ra);
     t = cu_define_record(P->u, is_union, tag, fv.v, fv.n, ra.packed, ra.aligned, err, sizeof err);
@@ -1528,6 +1531,7 @@ static CType *parse_enum(Parser *P) {
   }
   if (accept(P, '{')) {
     CEnumConst *cs = NULL;
+    P->bodies++;
     size_t n = 0, cap = 0;
     CVal next = cv_int(0);
     int next_ovf = 0;
@@ -1571,6 +1575,7 @@ static CType *parse_enum(Parser *P) {
       if (!accept(P, ',')) break;
     }
     expect(P, '}', "'}' or ',' after enumerator");
+    P->bodies--;
     parse_attrs(P, &ra);
     t = cu_define_enum(P->u, tag, cs, n, ra.packed, err, sizeof err);
     if (t == NULL) fail(P, kw.line, kw.col, "%s", err);
@@ -2099,10 +2104,13 @@ static void parse_declaration(Parser *P) {
   if (cu_begin(P->u) != 0) fail(P, first.line, first.col, "nesting too deep");
   P->storage = ST_NONE;
   P->in_params = 0;
+  P->bodies = 0;
   P->jb = &jb;
   if (setjmp(jb) != 0) {
-    int lenient = P->storage == ST_EXTERN || P->storage == ST_STATIC ||
-                  P->storage == ST_OTHER || P->in_params > 0 || lenient_start;
+    /* never when the error is in a struct, union or enum definition */
+    int lenient = P->bodies == 0 &&
+                  (P->storage == ST_EXTERN || P->storage == ST_STATIC ||
+                   P->storage == ST_OTHER || P->in_params > 0 || lenient_start);
     P->jb = outer;
     cu_rollback(P->u);
     if (!lenient || strstr(P->err ? P->err : "", "out of memory") != NULL)
@@ -2110,6 +2118,7 @@ static void parse_declaration(Parser *P) {
     P->depth = 0;
     P->in_params = 0;
     P->skip = 0;
+    P->bodies = 0;
     skip_declaration(P);
     return;
   }
