@@ -1650,7 +1650,6 @@ static int base_of(const int *w) {
 }
 
 static void parse_alignas(Parser *P, Spec *s) {
-  Tok at = *cur(P);
   unsigned long long v;
   adv(P);
   expect(P, '(', "'('");
@@ -1663,7 +1662,6 @@ static void parse_alignas(Parser *P, Spec *s) {
     if (v != 0) check_align(P, &vt, v);
   }
   expect(P, ')', "')'");
-  (void)at;
   s->has_alignas = 1;
   if (v > s->align_as) s->align_as = (size_t)v;
 }
@@ -1887,7 +1885,6 @@ static void parse_array_suffix(Parser *P, DOp *op) {
 static void parse_declarator(Parser *P, Decl *d, int mode) {
   OpVec ptrs = {NULL, 0, 0}, sufs = {NULL, 0, 0};
   Decl inner;
-  int has_inner = 0;
   size_t i, k;
   enter(P);
   memset(&inner, 0, sizeof inner);
@@ -1916,7 +1913,6 @@ static void parse_declarator(Parser *P, Decl *d, int mode) {
     adv(P);
     parse_declarator(P, &inner, mode);
     expect(P, ')', "')'");
-    has_inner = 1;
     d->name = inner.name;
     if (inner.name) d->at = inner.at;
     d->attrs.packed |= inner.attrs.packed;
@@ -1950,7 +1946,6 @@ static void parse_declarator(Parser *P, Decl *d, int mode) {
   for (i = 0; i < ptrs.n; i++) d->ops[k++] = ptrs.v[i];
   for (i = sufs.n; i > 0; i--) d->ops[k++] = sufs.v[i - 1];
   for (i = 0; i < inner.nops; i++) d->ops[k++] = inner.ops[i];
-  (void)has_inner;
   leave(P);
 }
 

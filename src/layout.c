@@ -1307,12 +1307,11 @@ static void enum_size(const CEnumConst *c, size_t n, int packed, size_t *size,
                       int *is_signed) {
   long long lo = 0, hi = 0;
   size_t i, s;
-  int neg = 0, ubig = 0;
+  int neg;
   for (i = 0; i < n; i++) {
     if (c[i].value < lo) lo = c[i].value;
     if (c[i].value > hi) hi = c[i].value;
   }
-  (void)ubig;
   neg = lo < 0;
   if (packed) {
     if (neg ? (lo >= -128 && hi <= 127) : hi <= 255) s = 1;
