@@ -13,7 +13,17 @@
  * arena, so unwinding leaks nothing.  Recursion is bounded (MAX_DEPTH) and
  * constant expressions are evaluated with C's types (int, unsigned int,
  * long, unsigned long) with overflow, division by zero and bad shifts
- * reported as errors.
+ * reported as errors.  Macros may produce at most MAX_EXPANSION tokens.
+ *
+ * Declarations of functions and objects are checked and dropped (function
+ * bodies and initializers skipped); one that fails and only declares a
+ * function or an extern/static object (a pasted header's prototype using
+ * FILE or va_list) is dropped whole instead of failing the call.
+ *
+ * Not supported, and reported as errors rather than laid out wrongly:
+ * #pragma pack, attributes vector_size/mode/ms_struct/scalar_storage_order,
+ * _Complex, variable length arrays, typeof of an expression.  Function-like
+ * macros are recorded (#ifdef sees them) but never expanded.
  */
 #include <limits.h>
 #include <setjmp.h>

@@ -9,7 +9,14 @@
  * entries, undo records and arena blocks newer than its mark.
  *
  * Layout follows gcc 12 on x86-64 System V (stor-layout's rules for
- * PCC_BITFIELD_TYPE_MATTERS targets): see record_place() for the details.
+ * PCC_BITFIELD_TYPE_MATTERS targets): see place_bitfield() and Place for
+ * the details.  tools/abi/ checks it against gcc (tests/abi_spec.lua).
+ *
+ * Typedefs: a typedef of a tagged struct, union or enum is that very type
+ * (so a completion shows through it, and it is spelled "struct X"); any
+ * other typedef is a copy spelled with the typedef's name.  An aligned
+ * attribute on a typedef sets its alignment, lowering it too, as gcc does
+ * (the size stays; gcc then rejects arrays of it, and so does shmlua).
  */
 #include <stdarg.h>
 #include <stdio.h>
