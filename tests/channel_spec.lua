@@ -289,6 +289,36 @@ describe("channel", function()
       fail("channel:recv_batch", ETIMEDOUT, rx:recv_batch(5, 0.01))
     end)
 
+    it("batches keep every message intact over many laps, wraps and exact ends", function()
+      for _, fixed in ipairs { 0, 60, 61 } do
+        local tx = channel.new(m, 0, 1024, fixed)
+        local rx = channel.attach(m, 0)
+        local seq, got = 1, 1
+        local function msg(i)
+          local s = ipc.message(i, 120)
+          if fixed > 0 then s = (s .. ("#"):rep(fixed)):sub(1, fixed) end
+          return s
+        end
+        for round = 1, 600 do
+          local batch = {}
+          for i = 1, 1 + round % 7 do batch[i] = msg(seq + i - 1) end
+          assert.equal(#batch, tx:send_batch(batch, 0))
+          seq = seq + #batch
+          -- receive with a mix of batch sizes, recv and try_recv
+          while got < seq do
+            local list = round % 3 == 0 and { assert(rx:recv(0)) }
+                         or round % 3 == 1 and { assert(rx:try_recv()) }
+                         or assert(rx:recv_batch(1 + round % 4, 0))
+            for _, s in ipairs(list) do
+              assert.equal(msg(got), s)
+              got = got + 1
+            end
+          end
+        end
+        assert.equal(0, tx:pending_bytes())
+      end
+    end)
+
     it("using a channel whose mapping is gone raises", function()
       local tx = channel.new(m, 0, 256)
       m:unmap()

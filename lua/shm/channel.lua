@@ -83,6 +83,7 @@ struct shm_channel {
 local atomic_load, atomic_store = shm.atomic_load, shm.atomic_store
 local notify, wait_change, clock = shm.notify, shm.wait_change, shm.clock
 local type, mtype, error = type, math.type, error
+local concat, sub = table.concat, string.sub
 
 local M = {}
 M.MAGIC = 0x4e414843        -- "CHAN"
@@ -92,6 +93,13 @@ local WRAP, M32 = 0xFFFFFFFF, 0xFFFFFFFF
 -- Sleeping waiters wake at least this often to notice a closed channel.
 local SLICE = 0.05
 local EPIPE, ETIMEDOUT = shm.EPIPE or 32, shm.ETIMEDOUT or 110
+-- record length words as strings (made on first use) and padding
+local LEN = setmetatable({}, { __index = function(t, n)
+  local s = string.pack("=I4", n)
+  t[n] = s
+  return s
+end })
+local PAD = { "\0", "\0\0", "\0\0\0" }
 
 --- Bytes a channel of `capacity` takes in a mapping.
 function M.size(capacity)
@@ -288,8 +296,9 @@ local function setup(m, offset, hv)
 
   --- Sends every message of `list` in order, publishing head once per run
   -- of messages that fit, so the consumer is woken once per run rather
-  -- than once per message.  Returns #list, or on timeout/close the failure
-  -- triple followed by how many were sent (those stay sent).
+  -- than once per message; the records of a run go into the ring with one
+  -- m:write.  Returns #list, or on timeout/close the failure triple
+  -- followed by how many were sent (those stay sent).
   function ch.send_batch(_, list, timeout)
     if type(list) ~= "table" then
       error("channel: send_batch expects a list of strings, got " .. type(list), 2)
@@ -302,14 +311,18 @@ local function setup(m, offset, hv)
       return nil, err, code, 0
     end
     local deadline, published = nil, head
+    local parts, np, start = {}, 0, 0   -- the run being built, from ring `start`
     for i = 1, count do
       local msg = list[i]
       local n = #msg
       local rec = (n + 7) & ~3
-      local want = need(rec)
+      local pos = head & mask
+      local room = cap - pos
+      local want = rec <= room and rec or room + rec
       if cap - ((head - tail_seen) & M32) < want then
         tail_seen = atomic_load(hv, "tail")
         if cap - ((head - tail_seen) & M32) < want then
+          if np > 0 then mwrite(m, data4 - 4 + start, concat(parts, "", 1, np)) np = 0 end
           if head ~= published then     -- publish what fits before waiting
             published = head
             notify(hv, "head", head, "head_waiters")
@@ -319,8 +332,24 @@ local function setup(m, offset, hv)
           if not ok then return nil, err, code, i - 1 end
         end
       end
-      put(msg, n, rec)
+      if rec > room then
+        if np > 0 then mwrite(m, data4 - 4 + start, concat(parts, "", 1, np)) np = 0 end
+        words[pos >> 2] = WRAP
+        head, pos = head + room, 0
+      elseif pos == 0 and np > 0 then   -- the run ended exactly at the ring end
+        mwrite(m, data4 - 4 + start, concat(parts, "", 1, np))
+        np = 0
+      end
+      if np == 0 then start = pos end
+      parts[np + 1], parts[np + 2] = LEN[n], msg
+      np = np + 2
+      if rec - 4 > n then
+        np = np + 1
+        parts[np] = PAD[rec - 4 - n]
+      end
+      head = (head + rec) & M32
     end
+    if np > 0 then mwrite(m, data4 - 4 + start, concat(parts, "", 1, np)) end
     if head ~= published then notify(hv, "head", head, "head_waiters") end
     return count
   end
@@ -376,8 +405,10 @@ local function setup(m, offset, hv)
     return msg
   end
 
-  --- Receives up to `max` messages (at least one, waiting for it as recv
-  -- does), publishing tail once for all of them.  Returns a list.
+  --- Receives up to `most` messages (at least one, waiting for it as recv
+  -- does), publishing tail once for all of them.  Returns a list.  On a
+  -- fixed-size channel the records in one stretch of the ring are read
+  -- with one m:read and cut apart.
   function ch.recv_batch(_, most, timeout)
     if mtype(most) ~= "integer" or most < 1 then
       error("channel: recv_batch expects a maximum count >= 1", 2)
@@ -388,13 +419,32 @@ local function setup(m, offset, hv)
       if not h then return nil, err, code end
     end
     local list, k, t = {}, 0, tail
-    repeat
-      local msg
-      msg, t = read_record(t)
-      k = k + 1
-      list[k] = msg
-      if t == head_seen and k < most then head_seen = atomic_load(hv, "head") end
-    until k >= most or t == head_seen
+    if fixed ~= 0 then
+      local rec = (fixed + 7) & ~3
+      repeat
+        local pos = t & mask
+        if cap - pos < rec then t, pos = t + (cap - pos), 0 end   -- wrapped
+        local stretch = (head_seen - t) & M32
+        if stretch > cap - pos then stretch = cap - pos end
+        local cnt = stretch // rec
+        if cnt > most - k then cnt = most - k end
+        local buf = mread(m, data4 + pos, cnt * rec - 4)
+        for j = 0, cnt - 1 do
+          k = k + 1
+          list[k] = sub(buf, j * rec + 1, j * rec + fixed)
+        end
+        t = (t + cnt * rec) & M32
+        if t == head_seen and k < most then head_seen = atomic_load(hv, "head") end
+      until k >= most or t == head_seen
+    else
+      repeat
+        local msg
+        msg, t = read_record(t)
+        k = k + 1
+        list[k] = msg
+        if t == head_seen and k < most then head_seen = atomic_load(hv, "head") end
+      until k >= most or t == head_seen
+    end
     tail = t
     notify(hv, "tail", tail, "tail_waiters")
     return list
