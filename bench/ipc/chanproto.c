@@ -1,0 +1,247 @@
+/*
+ * bench/ipc/chanproto.c: a PROTOTYPE, for bench/ipc_bench.lua only, of what
+ * lua/shm/channel.lua's send and recv would cost if each were one C call.
+ * It speaks the same protocol on the same `struct shm_channel` (records,
+ * wrap marker, head/tail published with the waiter-count wake-up of
+ * src/atomic.c) and waits the way src/atomic.c's wait_change does (spin
+ * for an adaptive budget, then sched_yield, then FUTEX_WAIT), so the
+ * benchmark can show the gap between the Lua implementation and a C one,
+ * measured rather than guessed.
+ *
+ *   local cp = package.loadlib(path, "luaopen_chanproto")()
+ *   local ch = cp.open(address)     -- integer address of the header
+ *   cp.send(ch, msg)                -- waits for room, never times out
+ *   cp.recv(ch)                     -- -> msg, or nil once closed and empty
+ *   cp.send_batch(ch, list)         -- every message, head published once
+ *   cp.recv_batch(ch, max)          -- -> list of 1..max, tail published once
+ *
+ * Not safe: it trusts the address and the header (a bench tool, loaded by
+ * nothing else).  Built by ipc_bench.lua into BUILD/bench/chanproto.so.
+ */
+#define _GNU_SOURCE
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lauxlib.h"
+#include "lua.h"
+
+struct shm_channel {
+  uint32_t magic, capacity, msg_size, closed;
+  uint32_t pad0[12];
+  uint32_t head, head_waiters;
+  uint32_t pad1[14];
+  uint32_t tail, tail_waiters;
+  uint32_t pad2[14];
+};
+
+#define WRAP 0xFFFFFFFFu
+#define SPIN_MAX_NS 20000
+#define SPIN_MIN_NS 1000
+#define YIELD_MAX 16
+#define YIELD_MAX_NS 10000
+#define FAST_YIELD_NS 1500
+
+typedef struct Chan {
+  struct shm_channel *h;
+  unsigned char *ring;
+  uint32_t cap, mask, max;
+  uint32_t head, tail, head_seen, tail_seen;
+  int64_t budget[2]; /* spin budgets: waiting on head, on tail */
+} Chan;
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void relax(void) { __builtin_ia32_pause(); }
+
+/* Waits until *p != old (the rules of wait_change); returns the value, or
+ * `old` when the channel is closed. */
+static uint32_t wait_change(Chan *c, uint32_t *p, uint32_t old, uint32_t *waiters,
+                            int64_t *budget) {
+  uint32_t v;
+  int64_t t0 = now_ns(), b = *budget;
+  if (b > 0) {
+    for (int k = 1;; k++) {
+      relax();
+      if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
+        int64_t t = now_ns() - t0;
+        if (2 * t > *budget) *budget = 2 * t > SPIN_MAX_NS ? SPIN_MAX_NS : 2 * t;
+        return v;
+      }
+      if ((k & 15) == 0 && now_ns() - t0 >= b) break;
+    }
+    *budget = b / 2 < SPIN_MIN_NS ? 0 : b / 2;
+  }
+  for (int k = 0; k < YIELD_MAX; k++) {
+    int64_t t1 = now_ns();
+    if (t1 - t0 > YIELD_MAX_NS + b) break;
+    sched_yield();
+    if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
+      if (now_ns() - t1 < FAST_YIELD_NS)
+        *budget = *budget == 0 ? SPIN_MIN_NS : *budget * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : *budget * 2;
+      return v;
+    }
+  }
+  for (;;) {
+    struct timespec ts = {0, 50000000};
+    if (__atomic_load_n(&c->h->closed, __ATOMIC_SEQ_CST)) return old;
+    __atomic_add_fetch(waiters, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(p, __ATOMIC_SEQ_CST) == old)
+      syscall(SYS_futex, p, FUTEX_WAIT, old, &ts, NULL, 0);
+    __atomic_sub_fetch(waiters, 1, __ATOMIC_SEQ_CST);
+    if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) return v;
+  }
+}
+
+static void notify(uint32_t *p, uint32_t v, uint32_t *waiters) {
+  __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(waiters, __ATOMIC_SEQ_CST) != 0)
+    syscall(SYS_futex, p, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static int cp_open(lua_State *L) {
+  struct shm_channel *h = (struct shm_channel *)(uintptr_t)luaL_checkinteger(L, 1);
+  Chan *c = lua_newuserdatauv(L, sizeof *c, 0);
+  memset(c, 0, sizeof *c);
+  c->h = h;
+  c->ring = (unsigned char *)(h + 1);
+  c->cap = h->capacity;
+  c->mask = c->cap - 1;
+  c->max = c->cap / 2 - 4;
+  c->head = c->head_seen = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+  c->tail = c->tail_seen = __atomic_load_n(&h->tail, __ATOMIC_ACQUIRE);
+  c->budget[0] = c->budget[1] = 5000;
+  return 1;
+}
+
+/* Waits for `want` bytes of room; 0 once closed. */
+static int room_for(Chan *c, uint32_t want) {
+  while (c->cap - (c->head - c->tail_seen) < want) {
+    uint32_t t = __atomic_load_n(&c->h->tail, __ATOMIC_ACQUIRE);
+    if (t == c->tail_seen)
+      t = wait_change(c, &c->h->tail, t, &c->h->tail_waiters, &c->budget[1]);
+    if (t == c->tail_seen) return 0; /* closed */
+    c->tail_seen = t;
+  }
+  return 1;
+}
+
+/* Writes one record at head (room checked); head not yet published. */
+static int put(Chan *c, const char *s, size_t len) {
+  uint32_t n = (uint32_t)len, rec = (n + 7) & ~3u;
+  uint32_t pos = c->head & c->mask, room = c->cap - pos;
+  if (!room_for(c, rec <= room ? rec : room + rec)) return 0;
+  if (rec > room) {
+    memcpy(c->ring + pos, &(uint32_t){WRAP}, 4);
+    c->head += room;
+    pos = 0;
+  }
+  memcpy(c->ring + pos, &n, 4);
+  memcpy(c->ring + pos + 4, s, n);
+  c->head += rec;
+  return 1;
+}
+
+static int cp_send(lua_State *L) {
+  Chan *c = lua_touserdata(L, 1);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  luaL_argcheck(L, c != NULL && len <= c->max, 2, "bad channel or message");
+  if (__atomic_load_n(&c->h->closed, __ATOMIC_RELAXED) || !put(c, s, len)) return 0;
+  notify(&c->h->head, c->head, &c->h->head_waiters);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int cp_send_batch(lua_State *L) {
+  Chan *c = lua_touserdata(L, 1);
+  lua_Integer i, n;
+  luaL_argcheck(L, c != NULL, 1, "channel expected");
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  for (i = 1; i <= n; i++) {
+    size_t len;
+    const char *s;
+    lua_rawgeti(L, 2, i);
+    s = lua_tolstring(L, -1, &len);
+    luaL_argcheck(L, s != NULL && len <= c->max, 2, "bad message");
+    if (c->cap - (c->head - c->tail_seen) < (uint32_t)2 * ((uint32_t)len + 7))
+      notify(&c->h->head, c->head, &c->h->head_waiters); /* before waiting */
+    if (!put(c, s, len)) return 0;
+    lua_pop(L, 1);
+  }
+  notify(&c->h->head, c->head, &c->h->head_waiters);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* Waits for data; 0 once closed and empty. */
+static int data_ready(Chan *c) {
+  if (c->head_seen == c->tail) {
+    uint32_t h = __atomic_load_n(&c->h->head, __ATOMIC_ACQUIRE);
+    if (h == c->tail) h = wait_change(c, &c->h->head, h, &c->h->head_waiters, &c->budget[0]);
+    if (h == c->tail) h = __atomic_load_n(&c->h->head, __ATOMIC_ACQUIRE);
+    if (h == c->tail) return 0;
+    c->head_seen = h;
+  }
+  return 1;
+}
+
+/* Pushes the record at tail and advances tail (not yet published). */
+static void take(lua_State *L, Chan *c) {
+  uint32_t pos = c->tail & c->mask, n;
+  memcpy(&n, c->ring + pos, 4);
+  if (n == WRAP) {
+    c->tail += c->cap - pos;
+    pos = 0;
+    memcpy(&n, c->ring, 4);
+  }
+  if (n > c->max) luaL_error(L, "corrupt record");
+  lua_pushlstring(L, (const char *)c->ring + pos + 4, n);
+  c->tail += (n + 7) & ~3u;
+}
+
+static int cp_recv(lua_State *L) {
+  Chan *c = lua_touserdata(L, 1);
+  luaL_argcheck(L, c != NULL, 1, "channel expected");
+  if (!data_ready(c)) return 0;
+  take(L, c);
+  notify(&c->h->tail, c->tail, &c->h->tail_waiters);
+  return 1;
+}
+
+static int cp_recv_batch(lua_State *L) {
+  Chan *c = lua_touserdata(L, 1);
+  lua_Integer most = luaL_checkinteger(L, 2), k = 0;
+  luaL_argcheck(L, c != NULL, 1, "channel expected");
+  if (!data_ready(c)) return 0;
+  lua_createtable(L, (int)(most < 256 ? most : 256), 0);
+  while (k < most) {
+    if (c->head_seen == c->tail) {
+      c->head_seen = __atomic_load_n(&c->h->head, __ATOMIC_ACQUIRE);
+      if (c->head_seen == c->tail) break;
+    }
+    take(L, c);
+    lua_rawseti(L, -2, ++k);
+  }
+  notify(&c->h->tail, c->tail, &c->h->tail_waiters);
+  return 1;
+}
+
+int luaopen_chanproto(lua_State *L);
+int luaopen_chanproto(lua_State *L) {
+  static const luaL_Reg f[] = {{"open", cp_open}, {"send", cp_send}, {"recv", cp_recv},
+                              {"send_batch", cp_send_batch}, {"recv_batch", cp_recv_batch},
+                              {NULL, NULL}};
+  luaL_newlib(L, f);
+  return 1;
+}

@@ -1,0 +1,296 @@
+-- bench/ipc/peer.lua MODE ROLE RUNS SECONDS [CHANPROTO_SO]: one side of an ipc_bench
+-- measurement, started (pinned with taskset) by bench/ipc_bench.lua with
+-- the shared memfd as descriptor 3 and, for the socket modes, its end of a
+-- socketpair as descriptor 4.
+--
+-- Round trips (MODE spin | futex | channel | socket; ROLE ping | echo):
+--   spin     the counter word, stored with atomic_store and watched with an
+--            atomic_load loop
+--   futex    the same word; the storer always calls futex_wake, the waiter
+--            futex_waits while the word holds the old value (as the C
+--            futex baseline of bench/pingpong.c does)
+--   channel  a 16-byte message through channel A, echoed back through
+--            channel B (lua/shm/channel.lua: the adaptive wait)
+--   socket   the same 16 bytes written to and read from a socketpair
+-- ping runs RUNS runs of up to SECONDS each and prints one line:
+--   "rt MEDIAN_NS MIN_NS MAX_NS FEWEST_ROUNDS"  (the runs' mean round trips)
+--
+-- cchannel is channel through the C prototype bench/ipc/chanproto.c (its
+-- path is argument 5): what one C call per send and per recv would give.
+--
+-- Throughput (MODE chan1 | chanb | cchan1 | sock1 | sockb; ROLE send |
+-- recv), one direction, 64-byte messages for SECONDS per run:
+--   chan1    ch:send / ch:recv, one message at a time
+--   chanb    ch:send_batch / ch:recv_batch, 64 messages a call
+--   cchan1   the C prototype's send / recv, one message at a time
+--   cchanb   the C prototype's send_batch / recv_batch, 64 a call
+--   sock1    write_fd of each message; the reader reads up to 64 KiB at a
+--            time and cuts it into the 64-byte messages (string.sub)
+--   sockb    write_fd of 64 messages at a time; the same reader
+-- recv prints "tp MEDIAN MIN MAX" (messages/s of the runs).
+local shm = require "shm"
+local channel = require "shm.channel"
+
+local mode, role = arg[1], arg[2]
+local RUNS, SECONDS = tonumber(arg[3]) or 5, tonumber(arg[4]) or 0.3
+-- the C prototype of bench/ipc/chanproto.c, for the modes cchannel, cchan*
+local cp = arg[5] and arg[5] ~= "" and assert(package.loadlib(arg[5], "luaopen_chanproto"))()
+local SIZE, CHA, CHB, RING = 1 << 20, 4096, 4096 + (1 << 18), 1 << 16
+local STOP = 0xFFFFFFFF
+local MSG16 = "0123456789abcdef"
+local MSG64 = ("m"):rep(64)
+local BATCH = 64
+
+shm.cdef [[
+struct ipcb { uint32_t seq; uint32_t pad0[15]; uint32_t ready; uint32_t pad1[15];
+              uint32_t go; uint32_t pad2[15]; };
+]]
+local m = assert(shm.mmap(nil, SIZE, shm.PROT_READ | shm.PROT_WRITE, shm.MAP_SHARED, 3, 0))
+local w = shm.view(m, "struct ipcb", 0)
+local function cp_open(off) return cp.open(shm.addressof(shm.view(m, "struct shm_channel", off))) end
+local load, store = shm.atomic_load, shm.atomic_store
+local fwait, fwake = shm.futex_wait, shm.futex_wake
+local clock = shm.clock
+
+local function ready()
+  shm.notify(w, "ready", 1)
+end
+
+local function await_ready()
+  local deadline = clock() + 30e9
+  while load(w, "ready") == 0 do
+    if clock() > deadline then error("the peer never got ready") end
+    shm.wait_change(w, "ready", 0, 1)
+  end
+end
+
+local function median(t)
+  local s = {}
+  for i, x in ipairs(t) do s[i] = x end
+  table.sort(s)
+  return s[(#s + 1) // 2], s[1], s[#s]
+end
+
+-- ---- round trips: ping's side of one round, per mode (v: the counter)
+local rounds = {}
+function rounds.spin(v)
+  store(w, "seq", v + 1)
+  local x
+  repeat x = load(w, "seq") until x ~= v + 1
+  return x
+end
+function rounds.futex(v)
+  store(w, "seq", v + 1)
+  fwake(w, "seq")
+  local x = load(w, "seq")
+  while x == v + 1 do
+    fwait(w, "seq", x)
+    x = load(w, "seq")
+  end
+  return x
+end
+local tx, rx
+function rounds.cchannel(v)
+  cp.send(tx, MSG16)
+  cp.recv(rx)
+  return v + 2
+end
+function rounds.channel(v)
+  tx:send(MSG16)
+  rx:recv()
+  return v + 2
+end
+function rounds.socket(v)
+  shm.write_fd(4, MSG16)
+  local got = #shm.read_fd(4, 16)
+  while got < 16 do got = got + #shm.read_fd(4, 16 - got) end
+  return v + 2
+end
+
+local function ping()
+  if mode == "channel" then tx, rx = channel.attach(m, CHA), channel.attach(m, CHB) end
+  if mode == "cchannel" then tx, rx = cp_open(CHA), cp_open(CHB) end
+  await_ready()
+  local round = rounds[mode]
+  local v = round(0)                  -- one untimed round trip
+  local means, fewest = {}, math.huge
+  for r = 1, RUNS do
+    local t0, i, check = clock(), 0, 0
+    local limit = t0 + SECONDS * 1e9
+    while true do
+      v = round(v)
+      i = i + 1
+      if i >= check then
+        local t = clock()
+        if t > limit then break end
+        -- look at the clock every round while rounds are slow (same-core
+        -- spinning: a time slice each), else every 64
+        check = i + ((t - t0) / i < 1e5 and 64 or 1)
+      end
+    end
+    means[r] = (clock() - t0) / i
+    if i < fewest then fewest = i end
+  end
+  if mode == "channel" then tx:close()
+  elseif mode == "cchannel" then channel.attach(m, CHA):close()
+  elseif mode == "socket" then shm.close(4)
+  else
+    store(w, "seq", STOP)
+    fwake(w, "seq", "all")
+  end
+  local med, lo, hi = median(means)
+  print(("rt %.1f %.1f %.1f %d"):format(med, lo, hi, fewest))
+end
+
+local function echo()
+  if mode == "spin" or mode == "futex" then
+    local spin = mode == "spin"
+    local v = 0
+    ready()
+    while true do
+      local x = load(w, "seq")
+      while x == v do
+        if not spin then fwait(w, "seq", v) end
+        x = load(w, "seq")
+      end
+      if x == STOP then break end
+      v = x + 1
+      store(w, "seq", v)
+      if not spin then fwake(w, "seq") end
+    end
+  elseif mode == "channel" then
+    local inp, out = channel.attach(m, CHA), channel.attach(m, CHB)
+    ready()
+    while true do
+      local msg = inp:recv()
+      if not msg then break end       -- EPIPE: closed by ping
+      out:send(msg)
+    end
+  elseif mode == "cchannel" then
+    local inp, out = cp_open(CHA), cp_open(CHB)
+    ready()
+    while true do
+      local msg = cp.recv(inp)
+      if not msg then break end       -- closed by ping
+      cp.send(out, msg)
+    end
+  else
+    ready()
+    while true do
+      local s = shm.read_fd(4, 16)
+      if not s or s == "" then break end
+      shm.write_fd(4, s)
+    end
+  end
+end
+
+-- ---- throughput: the sender sends for SECONDS per run, then an end
+-- marker (a 64-byte message starting with "E") and waits until the
+-- receiver has counted the run (`go`); the receiver times each run from
+-- its first message to the marker.  The channel (made by ipc_bench.lua)
+-- is a fixed-size one of 64-byte messages.
+local END64 = "E" .. ("m"):rep(63)
+
+local function sender()
+  local t, ct
+  if mode == "chan1" or mode == "chanb" then t = channel.attach(m, CHA) end
+  if mode == "cchan1" or mode == "cchanb" then t, ct = channel.attach(m, CHA), cp_open(CHA) end
+  local batch = {}
+  for i = 1, BATCH do batch[i] = MSG64 end
+  local bulk = table.concat(batch)
+  await_ready()
+  for r = 1, RUNS do
+    local limit = clock() + SECONDS * 1e9
+    repeat
+      if mode == "chan1" then
+        for _ = 1, BATCH do t:send(MSG64) end
+      elseif mode == "cchanb" then
+        cp.send_batch(ct, batch)
+      elseif ct then
+        for _ = 1, BATCH do cp.send(ct, MSG64) end
+      elseif mode == "chanb" then
+        t:send_batch(batch)
+      elseif mode == "sock1" then
+        for _ = 1, BATCH do shm.write_fd(4, MSG64) end
+      else
+        shm.write_fd(4, bulk)
+      end
+    until clock() > limit
+    if ct then cp.send(ct, END64) elseif t then t:send(END64) else shm.write_fd(4, END64) end
+    local deadline = clock() + 30e9
+    while load(w, "go") ~= r do
+      if clock() > deadline then error("the receiver never finished run " .. r) end
+      shm.wait_change(w, "go", load(w, "go"), 1)
+    end
+  end
+  if t then t:close() else shm.close(4) end
+end
+
+local function receiver()
+  local byte = string.byte
+  local c, cc
+  if mode == "chan1" or mode == "chanb" then c = channel.attach(m, CHA) end
+  if mode == "cchan1" or mode == "cchanb" then cc = cp_open(CHA) end
+  ready()
+  local rates = {}
+  local pending = ""
+  -- each run: t0 when the first message arrives (not counted), t1 when the
+  -- end marker does; n counts the messages in between
+  for r = 1, RUNS do
+    local n, t0, t1 = 0, nil, nil
+    if mode == "chanb" or mode == "cchanb" then
+      local recv_batch = cc and function() return cp.recv_batch(cc, BATCH) end
+                         or function() return c:recv_batch(BATCH) end
+      local list = recv_batch()
+      t0 = clock()
+      while byte(list[#list], 1) ~= 69 do
+        list = recv_batch()
+        n = n + #list
+      end
+      n = n - 1
+    elseif c or cc then
+      local msg = cc and cp.recv(cc) or c:recv()
+      t0 = clock()
+      if cc then
+        while true do
+          msg = cp.recv(cc)
+          if byte(msg, 1) == 69 then break end
+          n = n + 1
+        end
+      else
+        while true do
+          msg = c:recv()
+          if byte(msg, 1) == 69 then break end
+          n = n + 1
+        end
+      end
+    else
+      local first, done = true, false
+      repeat
+        local s = shm.read_fd(4, 65536)
+        if first then t0 = clock() end
+        if pending ~= "" then s = pending .. s end
+        local k = #s // 64
+        for j = 0, k - 1 do
+          local msg = s:sub(j * 64 + 1, j * 64 + 64)
+          if byte(msg, 1) == 69 then done = true break end   -- "E": the marker
+          if not first then n = n + 1 end
+        end
+        pending = s:sub(k * 64 + 1)
+        first = false
+      until done
+      pending = ""
+    end
+    t1 = clock()
+    rates[r] = n / ((t1 - t0) / 1e9)
+    shm.notify(w, "go", r)
+  end
+  local med, lo, hi = median(rates)
+  print(("tp %.0f %.0f %.0f"):format(med, lo, hi))
+end
+
+if role == "ping" then ping()
+elseif role == "echo" then echo()
+elseif role == "send" then sender()
+elseif role == "recv" then receiver()
+else error("bench/ipc/peer.lua: unknown role " .. tostring(role)) end

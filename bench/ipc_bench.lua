@@ -1,0 +1,299 @@
+-- bench/ipc_bench.lua [BUILD_DIR]: round-trip latency and throughput
+-- between two processes, shmlua against its C baselines, side by side in
+-- one run (bench/run.sh runs it as `build/shmlua bench/ipc_bench.lua build`).
+--
+-- Round trips, each with the two processes pinned (taskset) to different
+-- CPUs and to the same CPU:
+--   C spin, C futex, C hybrid   BUILD_DIR/bench/pingpong (bench/pingpong.c)
+--   shmlua spin                 atomic_store, then an atomic_load loop
+--   shmlua futex                atomic_store + futex_wake, futex_wait loop
+--   channel                     ch:send / ch:recv through two shm.channel
+--                               rings: the adaptive wait of src/atomic.c
+--   socketpair                  the same 16-byte messages, write_fd/read_fd
+-- Throughput of 64-byte messages, one direction, pinned to different CPUs:
+--   channel send/recv, channel send_batch/recv_batch (64 a call), and a
+--   socketpair written one message (or 64) per write_fd, read 64 KiB at a
+--   time and cut into messages.
+-- Also, for comparison, a C prototype of the channel's send/recv and
+-- send_batch/recv_batch (bench/ipc/chanproto.c, built here into
+-- BUILD_DIR/bench/chanproto.so): same protocol and layout, one C call per
+-- operation; it shows what moving channel.lua's hot paths into C gives.
+-- The shmlua sides are bench/ipc/peer.lua.  Figures are medians of the
+-- runs' means; spinning on one CPU costs a time slice per exchange, so
+-- every run is capped in time.  Prints the table, the ratios and whether
+-- the targets of the IPC issue hold:
+--   shmlua spin <= 2.5x C spin, shmlua futex <= 1.2x C futex, channel <=
+--   1.5x the better of shmlua spin and shmlua futex (per placement),
+--   channel throughput >= 10x socketpair.
+-- IPC_BENCH_RUNS / IPC_BENCH_SECONDS change the runs per cell (5) and the
+-- seconds per run (0.25).
+local shm = require "shm"
+local channel = require "shm.channel"
+
+local B = arg[1] or os.getenv("SHMLUA_BUILD") or "build"
+local here = (arg[0] or ""):match("^(.*)/[^/]*$") or "."
+local PEER = here .. "/ipc/peer.lua"
+local EXE = shm.exepath()
+local RUNS = tonumber(os.getenv("IPC_BENCH_RUNS") or "") or 5
+local SECONDS = tonumber(os.getenv("IPC_BENCH_SECONDS") or "") or 0.25
+local SIZE, CHA, CHB, RING = 1 << 20, 4096, 4096 + (1 << 18), 1 << 16  -- as in peer.lua
+
+local function say(fmt, ...) io.write(fmt:format(...)) io.flush() end
+
+-- ---- which CPUs
+local function online_cpus()
+  local f = io.popen("taskset -pc $$ 2>/dev/null")
+  local out = f and f:read("a") or ""
+  if f then f:close() end
+  local list = out:match("list:%s*(%S+)")
+  local cpus = {}
+  for part in (list or ""):gmatch("[^,]+") do
+    local a, b = part:match("^(%d+)%-(%d+)$")
+    if a then for c = tonumber(a), tonumber(b) do cpus[#cpus + 1] = c end
+    elseif tonumber(part) then cpus[#cpus + 1] = tonumber(part) end
+  end
+  return cpus
+end
+local cpus = online_cpus()
+if #cpus == 0 then
+  print("ipc_bench: taskset is missing or failed; cannot pin processes, skipped")
+  return
+end
+local CPU_A, CPU_B = cpus[1], cpus[2]
+local PLACES = { { "cross", CPU_A, CPU_B }, { "same", CPU_A, CPU_A } }
+if not CPU_B then
+  PLACES = { PLACES[2] }
+  print("ipc_bench: one CPU available: same-core placement only")
+end
+
+-- ---- the C baselines
+local function c_baseline(mode, place)
+  local exe = B .. "/bench/pingpong"
+  if not io.open(exe) then os.execute("make -s " .. exe .. " >/dev/null 2>&1") end
+  local cmd = ("%s -m %s -p %s -c %d,%d -r %d -t %g 2>&1")
+              :format(exe, mode, place, CPU_A, CPU_B or CPU_A, RUNS, SECONDS)
+  local f = assert(io.popen(cmd))
+  local out = f:read("a")
+  f:close()
+  local ns = out:match("median%s+([%d.]+) ns")
+  local limited = out:find("time%-limited") ~= nil
+  return tonumber(ns), limited, out
+end
+
+-- ---- the C prototype of a channel (bench/ipc/chanproto.c), built here
+local CHANPROTO = B .. "/bench/chanproto.so"
+do
+  local cmd = ("mkdir -p %q && ${CC:-cc} -std=gnu99 -O2 -fPIC -shared $(pkg-config --cflags lua5.4) "
+               .. "-o %q %q 2>&1"):format(B .. "/bench", CHANPROTO, here .. "/ipc/chanproto.c")
+  if not os.execute(cmd) then
+    print("ipc_bench: could not build " .. CHANPROTO .. "; its rows are skipped")
+    CHANPROTO = nil
+  end
+end
+
+-- ---- the shmlua cells: two pinned bench/ipc/peer.lua processes
+local function slurp(fd)
+  local parts = {}
+  while true do
+    local ready = shm.poll_fd(fd, "r", 5)
+    if not ready or ready == "" then break end
+    local s = shm.read_fd(fd)
+    if not s or s == "" then break end
+    parts[#parts + 1] = s
+  end
+  shm.close(fd)
+  return table.concat(parts)
+end
+
+-- Runs `mode` with roles (measurer, other) on CPUs a and b; returns the
+-- measurer's line of results (nil and a message on failure).
+local function cell(mode, roles, a, b)
+  local fd = assert(shm.memfd_create("ipc_bench", 0))
+  assert(shm.ftruncate(fd, SIZE))
+  do
+    local m <close> = assert(shm.mmap(nil, SIZE, shm.PROT_READ | shm.PROT_WRITE,
+                                      shm.MAP_SHARED, fd, 0))
+    local fixed = roles[1] == "recv" and 64 or 0   -- throughput: 64-byte messages
+    channel.new(m, CHA, RING, fixed)
+    channel.new(m, CHB, RING, fixed)
+  end
+  local s1, s2 = assert(shm.socketpair())
+  local procs = {}
+  -- the other side first, then the measurer
+  for i, spec in ipairs { { roles[2], b, s2 }, { roles[1], a, s1 } } do
+    local pid, pipes = assert(shm.spawn(
+      { "taskset", "-c", tostring(spec[2]), EXE, PEER, mode, spec[1], tostring(RUNS),
+        tostring(SECONDS), CHANPROTO or "" },
+      { fds = { [3] = fd, [4] = spec[3] }, stdout = "pipe", stderr = "pipe" }))
+    procs[i] = { pid = pid, out = pipes.stdout, err = pipes.stderr }
+  end
+  shm.close(s1)
+  shm.close(s2)
+  shm.close(fd)
+  local limit = 60 + RUNS * SECONDS * 4
+  local result, problem
+  for i = 2, 1, -1 do
+    local p = procs[i]
+    local how, code = shm.wait(p.pid, i == 2 and limit or 20)
+    if not how then
+      shm.kill(p.pid, shm.SIGKILL)
+      shm.wait(p.pid, 5)
+      problem = problem or ("%s %s did not finish"):format(mode, roles[3 - i])
+    elseif how ~= "exited" or code ~= 0 then
+      problem = problem or ("%s side %d %s %s"):format(mode, i, how, code)
+    end
+    local out, err = slurp(p.out), slurp(p.err)
+    if i == 2 then result = out:match("^(%a+ [^\n]*)") end
+    if err ~= "" then problem = problem or err end
+  end
+  if problem then return nil, problem end
+  return result
+end
+
+local function rt_cell(mode, place)
+  local line, err = cell(mode, { "ping", "echo" }, place[2], place[3])
+  if not line then return nil, err end
+  local med, lo, hi, fewest = line:match("^rt (%S+) (%S+) (%S+) (%S+)")
+  return tonumber(med), tonumber(fewest), tonumber(lo), tonumber(hi)
+end
+
+local function tp_cell(mode, place)
+  local line, err = cell(mode, { "recv", "send" }, place[3], place[2])
+  if not line then return nil, err end
+  local med, lo, hi = line:match("^tp (%S+) (%S+) (%S+)")
+  return tonumber(med), tonumber(lo), tonumber(hi)
+end
+
+-- ---- measure
+local t_start = shm.clock()
+say("ipc_bench: CPUs %s; %d runs of up to %.2f s per cell; medians of the run means\n",
+    table.concat(cpus, ","), RUNS, SECONDS)
+
+local rows = {
+  { key = "cspin", label = "C spin", c = "spin" },
+  { key = "cfutex", label = "C futex", c = "futex" },
+  { key = "chybrid", label = "C hybrid (spin, then futex)", c = "hybrid" },
+  { key = "spin", label = "shmlua spin (atomic_load loop)", lua = "spin" },
+  { key = "futex", label = "shmlua futex (futex_wait/wake)", lua = "futex" },
+  { key = "channel", label = "shmlua channel (adaptive)", lua = "channel" },
+  { key = "socket", label = "shmlua socketpair", lua = "socket" },
+  { key = "cchannel", label = "C-prototype channel (chanproto.c)", lua = "cchannel" },
+}
+local R = {}       -- R[key][place] = { ns, note }
+for _, row in ipairs(rows) do
+  R[row.key] = {}
+  for _, place in ipairs(PLACES) do
+    local ns, note
+    if row.lua == "cchannel" and not CHANPROTO then
+      note = "not built"
+    elseif row.c then
+      local limited
+      ns, limited = c_baseline(row.c, place[1])
+      note = limited and "time-limited" or nil
+    else
+      local fewest, lo_or_err
+      ns, fewest, lo_or_err = rt_cell(row.lua, place)
+      if not ns then note = "failed: " .. tostring(fewest)
+      elseif fewest < 2000 then note = ("time-limited, >= %d round trips a run"):format(fewest) end
+    end
+    R[row.key][place[1]] = { ns = ns, note = note }
+  end
+end
+
+local TP = {
+  { key = "chan1", label = "channel send/recv" },
+  { key = "chanb", label = "channel send_batch/recv_batch (64)" },
+  { key = "cchan1", label = "C-prototype channel send/recv" },
+  { key = "cchanb", label = "C-prototype send_batch/recv_batch" },
+  { key = "sock1", label = "socketpair, one write per message" },
+  { key = "sockb", label = "socketpair, 64 messages per write" },
+}
+local tplace = PLACES[1]
+for _, row in ipairs(TP) do
+  if row.key:match("^cchan") and not CHANPROTO then
+    row.lo = "not built"
+  else
+    local med, lo_or_err, hi = tp_cell(row.key, tplace)
+    row.rate, row.lo, row.hi = med, lo_or_err, hi
+  end
+end
+
+-- ---- print
+local function us(x)
+  if not x then return "-" end
+  if x >= 1e6 then return ("%.2f ms"):format(x / 1e6) end
+  return ("%.2f us"):format(x / 1e3)
+end
+
+say("\n== round trip between two processes (median ns of the runs' means)\n")
+say("%-34s", "")
+for _, place in ipairs(PLACES) do
+  say(" %16s", place[1] == "cross" and ("cross-core %d,%d"):format(place[2], place[3])
+                                   or ("same-core %d"):format(place[2]))
+end
+say("\n")
+local notes = {}
+for _, row in ipairs(rows) do
+  say("%-34s", row.label)
+  for _, place in ipairs(PLACES) do
+    local c = R[row.key][place[1]]
+    local mark = ""
+    if c.note then
+      notes[#notes + 1] = ("%s, %s: %s"):format(row.label, place[1], c.note)
+      mark = ("[%d]"):format(#notes)
+    end
+    say(" %16s", us(c.ns) .. mark)
+  end
+  say("\n")
+end
+for i, n in ipairs(notes) do say("  [%d] %s\n", i, n) end
+
+local function ratio(a, b) return a and b and b > 0 and a / b or nil end
+local function best(a, b) if not a then return b end if not b then return a end return math.min(a, b) end
+local misses = {}
+say("\n== ratios (target)\n")
+local checks = {
+  { "shmlua spin / C spin", 2.5, function(p) return ratio(R.spin[p].ns, R.cspin[p].ns) end },
+  { "shmlua futex / C futex", 1.2, function(p) return ratio(R.futex[p].ns, R.cfutex[p].ns) end },
+  { "channel / best of shmlua spin, futex", 1.5, function(p)
+      return ratio(R.channel[p].ns, best(R.spin[p].ns, R.futex[p].ns)) end },
+  { "channel / C hybrid", nil, function(p) return ratio(R.channel[p].ns, R.chybrid[p].ns) end },
+  { "socketpair / channel", nil, function(p) return ratio(R.socket[p].ns, R.channel[p].ns) end },
+  { "C-prototype channel / best", nil, function(p)
+      return ratio(R.cchannel[p].ns, best(R.spin[p].ns, R.futex[p].ns)) end },
+}
+for _, chk in ipairs(checks) do
+  say("%-34s", chk[1] .. (chk[2] and (" (<= %.1f)"):format(chk[2]) or ""))
+  for _, place in ipairs(PLACES) do
+    local r = chk[3](place[1])
+    local verdict = ""
+    if chk[2] and r then
+      verdict = r <= chk[2] and " ok" or " MISS"
+      if r > chk[2] then misses[#misses + 1] = ("%s, %s: %.2f"):format(chk[1], place[1], r) end
+    end
+    say(" %16s", r and ("%.2f%s"):format(r, verdict) or "-")
+  end
+  say("\n")
+end
+
+say("\n== throughput, 64-byte messages one direction, %s (median msgs/s)\n",
+    tplace[1] == "cross" and ("cross-core %d,%d"):format(tplace[2], tplace[3]) or "same-core")
+local base = TP[5].rate
+for _, row in ipairs(TP) do
+  if row.rate then
+    say("%-38s %12.0f   (runs %.0f .. %.0f)  %6.2fx socketpair\n", row.label, row.rate,
+        row.lo, row.hi, ratio(row.rate, base) or 0)
+  else
+    say("%-38s -   (%s)\n", row.label, tostring(row.lo))
+  end
+end
+for _, k in ipairs { 1, 2 } do
+  local r = ratio(TP[k].rate, base)
+  local ok = r and r >= 10
+  say("%-38s %s\n", TP[k].label .. " / socketpair (>= 10)",
+      r and ("%.2f%s"):format(r, ok and " ok" or " MISS") or "-")
+  if r and not ok then misses[#misses + 1] = ("%s / socketpair: %.2f"):format(TP[k].label, r) end
+end
+say("\n%s; ipc_bench took %.0f s\n",
+    #misses == 0 and "all targets hold" or ("targets missed: " .. table.concat(misses, "; ")),
+    (shm.clock() - t_start) / 1e9)
