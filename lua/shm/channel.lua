@@ -83,7 +83,7 @@ struct shm_channel {
 local atomic_load, atomic_store = shm.atomic_load, shm.atomic_store
 local notify, wait_change, clock = shm.notify, shm.wait_change, shm.clock
 local type, mtype, error = type, math.type, error
-local concat, sub = table.concat, string.sub
+local concat, unpack, move = table.concat, string.unpack, table.move
 
 local M = {}
 M.MAGIC = 0x4e414843        -- "CHAN"
@@ -160,6 +160,15 @@ local function setup(m, offset, hv)
   local head, tail = hv.head, hv.tail
   local head_seen, tail_seen = head, tail
   local cleared = {}                         -- waiter counts cleared, by name
+  -- string.unpack formats cutting cnt fixed-size payloads out of a stretch
+  -- of records read from just after the first length word
+  local cuts = setmetatable({}, { __index = function(t, cnt)
+    local rec = (fixed + 7) & ~3
+    local one = ("c%d"):format(fixed)
+    local f = one .. (("x"):rep(rec - fixed) .. one):rep(cnt - 1)
+    t[cnt] = f
+    return f
+  end })
 
   -- Waits until field f of the header is no longer `old`, in slices,
   -- giving up at `deadline` (ns, or nil: never) or once the channel is
@@ -298,47 +307,60 @@ local function setup(m, offset, hv)
   -- of messages that fit, so the consumer is woken once per run rather
   -- than once per message; the records of a run go into the ring with one
   -- m:write.  Returns #list, or on timeout/close the failure triple
-  -- followed by how many were sent (those stay sent).
+  -- followed by how many were sent (those stay sent).  Checks every
+  -- message before sending any.
+  local parts = {}      -- the records of the run being built (reused)
   function ch.send_batch(_, list, timeout)
     if type(list) ~= "table" then
       error("channel: send_batch expects a list of strings, got " .. type(list), 2)
     end
     if timeout ~= nil then check_timeout(timeout, 2) end
     local count = #list
-    for i = 1, count do check_msg(list[i], fixed, max, 2) end
+    for i = 1, count do
+      local msg = list[i]
+      if type(msg) ~= "string" or #msg > max or (fixed ~= 0 and #msg ~= fixed) then
+        check_msg(msg, fixed, max, 2)
+      end
+    end
     if hv.closed ~= 0 then
       local _, err, code = closed("send_batch")
       return nil, err, code, 0
     end
     local deadline, published = nil, head
-    local parts, np, start = {}, 0, 0   -- the run being built, from ring `start`
+    local np, start = 0, 0        -- parts in the run, and where it starts
+    local pos = head & mask
+    local free = cap - ((head - tail_seen) & M32)
     for i = 1, count do
       local msg = list[i]
       local n = #msg
       local rec = (n + 7) & ~3
-      local pos = head & mask
       local room = cap - pos
-      local want = rec <= room and rec or room + rec
-      if cap - ((head - tail_seen) & M32) < want then
-        tail_seen = atomic_load(hv, "tail")
-        if cap - ((head - tail_seen) & M32) < want then
+      if rec > room or rec > free then  -- the ring's end, or not enough room
+        if room == 0 then               -- the run ended exactly at the end
           if np > 0 then mwrite(m, data4 - 4 + start, concat(parts, "", 1, np)) np = 0 end
-          if head ~= published then     -- publish what fits before waiting
-            published = head
-            notify(hv, "head", head, "head_waiters")
-          end
-          deadline = deadline or deadline_of(timeout)
-          local ok, err, code = wait_room("send_batch", want, deadline)
-          if not ok then return nil, err, code, i - 1 end
+          pos, room = 0, cap
         end
-      end
-      if rec > room then
-        if np > 0 then mwrite(m, data4 - 4 + start, concat(parts, "", 1, np)) np = 0 end
-        words[pos >> 2] = WRAP
-        head, pos = head + room, 0
-      elseif pos == 0 and np > 0 then   -- the run ended exactly at the ring end
-        mwrite(m, data4 - 4 + start, concat(parts, "", 1, np))
-        np = 0
+        local want = rec <= room and rec or room + rec
+        if want > free then
+          tail_seen = atomic_load(hv, "tail")
+          free = cap - ((head - tail_seen) & M32)
+          if want > free then
+            if np > 0 then mwrite(m, data4 - 4 + start, concat(parts, "", 1, np)) np = 0 end
+            if head ~= published then   -- publish what fits before waiting
+              published = head
+              notify(hv, "head", head, "head_waiters")
+            end
+            deadline = deadline or deadline_of(timeout)
+            local ok, err, code = wait_room("send_batch", want, deadline)
+            if not ok then return nil, err, code, i - 1 end
+            free = cap - ((head - tail_seen) & M32)
+          end
+        end
+        if rec > room then              -- a wrap marker; the record goes at 0
+          if np > 0 then mwrite(m, data4 - 4 + start, concat(parts, "", 1, np)) np = 0 end
+          words[pos >> 2] = WRAP
+          head, free, pos = (head + room) & M32, free - room, 0
+        end
       end
       if np == 0 then start = pos end
       parts[np + 1], parts[np + 2] = LEN[n], msg
@@ -347,7 +369,7 @@ local function setup(m, offset, hv)
         np = np + 1
         parts[np] = PAD[rec - 4 - n]
       end
-      head = (head + rec) & M32
+      head, pos, free = (head + rec) & M32, pos + rec, free - rec
     end
     if np > 0 then mwrite(m, data4 - 4 + start, concat(parts, "", 1, np)) end
     if head ~= published then notify(hv, "head", head, "head_waiters") end
@@ -418,7 +440,7 @@ local function setup(m, offset, hv)
       local h, err, code = wait_data("recv_batch", timeout, atomic_load(hv, "head"))
       if not h then return nil, err, code end
     end
-    local list, k, t = {}, 0, tail
+    local list, k, t = nil, 0, tail
     if fixed ~= 0 then
       local rec = (fixed + 7) & ~3
       repeat
@@ -428,15 +450,16 @@ local function setup(m, offset, hv)
         if stretch > cap - pos then stretch = cap - pos end
         local cnt = stretch // rec
         if cnt > most - k then cnt = most - k end
-        local buf = mread(m, data4 + pos, cnt * rec - 4)
-        for j = 0, cnt - 1 do
-          k = k + 1
-          list[k] = sub(buf, j * rec + 1, j * rec + fixed)
-        end
+        -- the payloads of cnt records, cut apart by one string.unpack
+        local got = { unpack(cuts[cnt], mread(m, data4 + pos, cnt * rec - 4)) }
+        got[cnt + 1] = nil                -- unpack's next position
+        if list then move(got, 1, cnt, k + 1, list) else list = got end
+        k = k + cnt
         t = (t + cnt * rec) & M32
         if t == head_seen and k < most then head_seen = atomic_load(hv, "head") end
       until k >= most or t == head_seen
     else
+      list = {}
       repeat
         local msg
         msg, t = read_record(t)
