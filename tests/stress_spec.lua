@@ -4,7 +4,7 @@
 -- number (tests/data/ipc.lua), so the receiver checks that none is lost,
 -- duplicated, reordered or torn.
 --
---   SHMLUA_STRESS=N   messages per channel run (default 200000; 30000 in
+--   SHMLUA_STRESS=N   messages per channel run (default 200000; 100000 in
 --                     the sanitizer build, SHMLUA_ASAN set)
 --   SHMLUA_SEED=S     the seed of the random kill points (printed)
 --
@@ -22,7 +22,7 @@ local channel = require "shm.channel"
 local mailbox = require "shm.mailbox"
 local ipc = require "data.ipc"
 
-local N = tonumber(os.getenv("SHMLUA_STRESS") or "") or (ipc.ASAN and 30000 or 200000)
+local N = tonumber(os.getenv("SHMLUA_STRESS") or "") or (ipc.ASAN and 100000 or 200000)
 local SEED = tonumber(os.getenv("SHMLUA_SEED") or "") or (shm.clock() % 1000003)
 local MAXPAY = 200
 local CAP = 4096
