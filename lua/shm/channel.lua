@@ -62,6 +62,12 @@
 -- methods reading fields of self: in a ping-pong every table lookup shows
 -- (valgrind counted 14% fewer instructions a send + recv this way).  The
 -- fields m, hv, cap, max and fixed of a channel are for reading only.
+-- send_batch reuses one table for the records of a run, so it holds on to
+-- the strings of the last batch until the next one.  What is left is the
+-- cost of the C calls a message needs (a view field write, m:write and
+-- shm.notify to send; atomic_load, a view field read, m:read and
+-- shm.notify to receive); bench/ipc_bench.lua measures against a C
+-- prototype of the same protocol (bench/ipc/chanproto.c).
 local shm = require "shm"
 
 shm.cdef [[
