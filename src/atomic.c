@@ -541,22 +541,22 @@ static int opt_waiters(lua_State *L, int idx, int write, const Field *f,
 }
 
 /*
- * shm.wait_change(v, f, old [, timeout_s [, waiters]])
- *   -> the new value | nil, msg, ETIMEDOUT (or EINTR)
- * Waits until the 32-bit field f no longer holds `old`; see the protocol
- * above.  timeout_s 0 only looks once.
+ * The adaptive wait itself, for wait_change and channel.c: waits until the
+ * 32-bit word *p no longer holds `old` (timeout_ns < 0: forever; 0: one
+ * look), counting itself in the integer at `w` (wsize bytes: 1/2/4/8; NULL:
+ * none) while it sleeps.  Returns 0 with the new value in *newval, or
+ * ETIMEDOUT, or the errno of a failed FUTEX_WAIT (EINTR...).
  */
-static int wait_change(lua_State *L) {
-  Field f, w;
-  uint32_t *p = futex_field(L, 1, 2, 0, &f);
-  uint32_t old = (uint32_t)check_value(L, 3, &f, 0), v;
-  int64_t tns = opt_timeout(L, 4), t0, deadline, t, budget;
-  int has_w = opt_waiters(L, 5, 1, &f, &w), k, err;
+static int wait_core(uint32_t *p, uint32_t old, int64_t tns, void *w,
+                     int wsize, uint32_t *newval) {
+  uint32_t v;
+  int64_t t0, deadline, t, budget;
+  int k, err;
   Adapt *st;
   long r;
 
   if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) goto changed;
-  if (tns == 0) goto timeout;
+  if (tns == 0) return ETIMEDOUT;
   t0 = now_ns();
   deadline = tns < 0 ? INT64_MAX : t0 + tns;
   st = adapt_for(p);
@@ -583,7 +583,7 @@ static int wait_change(lua_State *L) {
   /* 2. yield: hands the CPU to the peer if it shares ours */
   for (k = 0; k < YIELD_MAX; k++) {
     int64_t t1 = now_ns();
-    if (t1 >= deadline) goto timeout;
+    if (t1 >= deadline) return ETIMEDOUT;
     if (t1 - t0 > YIELD_MAX_NS + budget) break;
     sched_yield();
     if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
@@ -599,30 +599,65 @@ static int wait_change(lua_State *L) {
     struct timespec ts, *tsp = NULL;
     if (tns >= 0) {
       t = deadline - now_ns();
-      if (t <= 0) goto timeout;
+      if (t <= 0) return ETIMEDOUT;
       ts = ns_to_timespec(t);
       tsp = &ts;
     }
-    if (has_w) do_rmw(w.p, w.size, RMW_ADD, 1, __ATOMIC_SEQ_CST);
+    if (w != NULL) do_rmw(w, wsize, RMW_ADD, 1, __ATOMIC_SEQ_CST);
     r = 0;
     err = 0;
     if (__atomic_load_n(p, __ATOMIC_SEQ_CST) == old) {
       r = futex_call(p, FUTEX_WAIT, old, tsp);
       err = errno;
     }
-    if (has_w) do_rmw(w.p, w.size, RMW_SUB, 1, __ATOMIC_SEQ_CST);
+    if (w != NULL) do_rmw(w, wsize, RMW_SUB, 1, __ATOMIC_SEQ_CST);
     if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) goto changed;
-    if (r != 0 && err == ETIMEDOUT) goto timeout;
-    if (r != 0 && err != EAGAIN)
-      return shm_fail(L, "wait_change", lua_tostring(L, 2), err);
+    if (r != 0 && err == ETIMEDOUT) return ETIMEDOUT;
+    if (r != 0 && err != EAGAIN) return err;
     /* woken, spuriously or by an ABA change: look again */
   }
 
 changed:
+  *newval = v;
+  return 0;
+}
+
+int shm_wait32(uint32_t *p, uint32_t old, int64_t timeout_ns,
+               uint32_t *waiters, uint32_t *newval) {
+  return wait_core(p, old, timeout_ns, waiters, 4, newval);
+}
+
+/*
+ * The notify core: stores x into *p (seq_cst) and wakes every sleeper on
+ * it, only if the count at `w` (wsize bytes; NULL: none) is not zero.
+ * Returns the number woken, or -1 with errno set.
+ */
+static long notify_core(uint32_t *p, uint32_t x, void *w, int wsize) {
+  __atomic_store_n(p, x, __ATOMIC_SEQ_CST);
+  if (w != NULL && do_load(w, wsize, __ATOMIC_SEQ_CST) == 0) return 0;
+  return futex_call(p, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+long shm_notify32(uint32_t *p, uint32_t x, uint32_t *waiters) {
+  return notify_core(p, x, waiters, 4);
+}
+
+/*
+ * shm.wait_change(v, f, old [, timeout_s [, waiters]])
+ *   -> the new value | nil, msg, ETIMEDOUT (or EINTR)
+ * Waits until the 32-bit field f no longer holds `old`; see the protocol
+ * above.  timeout_s 0 only looks once.
+ */
+static int wait_change(lua_State *L) {
+  Field f, w;
+  uint32_t *p = futex_field(L, 1, 2, 0, &f);
+  uint32_t old = (uint32_t)check_value(L, 3, &f, 0), v = 0;
+  int64_t tns = opt_timeout(L, 4);
+  int has_w = opt_waiters(L, 5, 1, &f, &w);
+  int err = wait_core(p, old, tns, has_w ? w.p : NULL, has_w ? w.size : 4, &v);
+  if (err != 0) return shm_fail(L, "wait_change", lua_tostring(L, 2), err);
   push_value(L, v, &f);
   return 1;
-timeout:
-  return shm_fail(L, "wait_change", lua_tostring(L, 2), ETIMEDOUT);
 }
 
 /*
@@ -636,13 +671,7 @@ static int notify(lua_State *L) {
   uint32_t *p = futex_field(L, 1, 2, 1, &f);
   uint32_t x = (uint32_t)check_value(L, 3, &f, 0);
   int has_w = opt_waiters(L, 4, 0, &f, &w);
-  long r;
-  __atomic_store_n(p, x, __ATOMIC_SEQ_CST);
-  if (has_w && do_load(w.p, w.size, __ATOMIC_SEQ_CST) == 0) {
-    lua_pushinteger(L, 0);
-    return 1;
-  }
-  r = futex_call(p, FUTEX_WAKE, INT_MAX, NULL);
+  long r = notify_core(p, x, has_w ? w.p : NULL, has_w ? w.size : 4);
   if (r < 0) return shm_fail(L, "notify", lua_tostring(L, 2), errno);
   lua_pushinteger(L, r);
   return 1;

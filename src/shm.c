@@ -53,6 +53,7 @@ SHM_EXPORT int luaopen_shm(lua_State *L) {
   shm_view_open(L);
   shm_atomic_open(L);
   shm_proc_open(L);
+  shm_channel_open(L);
   shm_lua_open(L);
   return 1;
 }

@@ -26,6 +26,7 @@ void shm_map_open(lua_State *L);     /* mapping.c */
 void shm_view_open(lua_State *L);    /* view.c    */
 void shm_atomic_open(lua_State *L);  /* atomic.c  */
 void shm_proc_open(lua_State *L);    /* proc.c    */
+void shm_channel_open(lua_State *L); /* channel.c */
 void shm_lua_open(lua_State *L);     /* generated from lua/shm: package.preload */
 
 /* ---- results and errors (errno.c) */
@@ -116,5 +117,23 @@ int shm_toaddress(lua_State *L, int idx, uintptr_t *out);
 struct CType;
 void *shm_view_field(lua_State *L, int view_idx, int name_idx,
                      const struct CType **type, int write);
+
+/* ---- the adaptive wait (atomic.c), for C callers such as channel.c */
+
+/*
+ * Waits until the 32-bit word *p no longer holds `old` (timeout_ns < 0:
+ * forever; 0: one look): spins, yields, then sleeps on a futex, counting
+ * itself in *waiters (NULL: no count) while asleep, as shm.wait_change.
+ * Returns 0 with the new value in *newval, ETIMEDOUT, or the errno of a
+ * failed FUTEX_WAIT (EINTR...).
+ */
+int shm_wait32(uint32_t *p, uint32_t old, int64_t timeout_ns,
+               uint32_t *waiters, uint32_t *newval);
+/*
+ * Stores x into *p (seq_cst) and wakes every sleeper on it, with a waiters
+ * count only when *waiters != 0, as shm.notify.  Returns the number woken,
+ * or -1 with errno set.
+ */
+long shm_notify32(uint32_t *p, uint32_t x, uint32_t *waiters);
 
 #endif

@@ -1,0 +1,527 @@
+/*
+ * channel.c: the send/recv hot path of shm.channel (lua/shm/channel.lua)
+ * in C, one Lua->C call a message instead of about seven.
+ *
+ *   shm.channel_send(hv, msg [, timeout_s])    -> true | nil, msg, errno
+ *   shm.channel_try_send(hv, msg)              -> true | false | nil, msg, EPIPE
+ *   shm.channel_send_batch(hv, list [, timeout_s]) -> count | nil, msg, errno, count
+ *   shm.channel_recv(hv [, timeout_s])         -> msg | nil, msg, errno
+ *   shm.channel_try_recv(hv)                   -> msg | nil | nil, msg, EPIPE
+ *   shm.channel_recv_batch(hv, max [, timeout_s]) -> list | nil, msg, errno
+ *
+ * hv is a view of the channel's header (struct shm_channel, declared in
+ * channel.lua; the layout and the protocol are described there).  These
+ * functions keep no state: each call reads the header from shared memory
+ * (its own index relaxed, the peer's with acquire), so a successor that
+ * attaches after a kill carries on from the published indices, exactly as
+ * the Lua version did.  The producer copies the record, then publishes
+ * head (shm_notify32); the consumer copies the message into a Lua string,
+ * then publishes tail: never before the copy, so a kill cannot lose or
+ * duplicate a message except as channel.lua's header says.
+ *
+ * Nothing read from shared memory is trusted: every call checks the magic,
+ * that the capacity is a power of two from 64 to 2^30, that header and ring
+ * lie inside one live writable mapping (shm_findmapping), that msg_size and
+ * record lengths are at most capacity/2 - 4, that indices are 4-aligned and
+ * no further apart than the capacity, and that a record lies inside the
+ * ring and inside the published bytes.  A corrupt channel raises; it is
+ * never read or written out of bounds.  A fault on a truncated object
+ * (SIGBUS, handled by mapping.c) raises after the copy, before publishing.
+ *
+ * Errors raised for misuse carry the position of the caller of the Lua
+ * method (channel.lua tail-calls these functions), as error(msg, 2) would.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "shm.h"
+
+#define CHANNEL_MAGIC 0x4e414843u /* "CHAN" */
+#define WRAP 0xFFFFFFFFu          /* record length: the ring ends here */
+#define SLICE_NS 50000000         /* sleepers look at `closed` this often */
+
+/* The layout of struct shm_channel in channel.lua. */
+typedef struct Chan {
+  uint32_t magic;
+  uint32_t capacity;
+  uint32_t msg_size;
+  uint32_t closed;
+  uint32_t pad0[12];
+  uint32_t head;
+  uint32_t head_waiters;
+  uint32_t pad1[14];
+  uint32_t tail;
+  uint32_t tail_waiters;
+  uint32_t pad2[14];
+} Chan;
+
+_Static_assert(sizeof(Chan) == 192, "struct shm_channel is 192 bytes");
+_Static_assert(offsetof(Chan, head) == 64, "head at 64");
+_Static_assert(offsetof(Chan, tail) == 128, "tail at 128");
+
+/* One call's checked picture of the channel. */
+typedef struct Ring {
+  Chan *h;
+  unsigned char *data;  /* the ring: capacity bytes after the header */
+  uint32_t cap, mask;
+  uint32_t max;         /* the longest message: cap/2 - 4 */
+  uint32_t fixed;       /* msg_size: 0, or the size of every message */
+  const Mapping *m;     /* the live mapping holding header and ring */
+} Ring;
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Raises "<where of the caller of the method>: <fmt ...>". */
+static int ch_error(lua_State *L, const char *fmt, ...) {
+  va_list ap;
+  luaL_where(L, 2);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+/* The failure triple of operation `op`: EPIPE reads "channel closed". */
+static int ch_fail(lua_State *L, const char *op, int err) {
+  if (err != EPIPE) {
+    lua_pushfstring(L, "channel:%s", op);
+    return shm_fail(L, lua_tostring(L, -1), NULL, err);
+  }
+  lua_pushnil(L);
+  lua_pushfstring(L, "channel:%s: EPIPE: channel closed", op);
+  lua_pushinteger(L, EPIPE);
+  return 3;
+}
+
+/*
+ * Checks the header view at index 1 (through its "magic" field, the
+ * string in upvalue 1) and fills *r from shared memory; raises for a value
+ * that is not a live writable view of a sane channel.
+ */
+static void ring_check(lua_State *L, Ring *r) {
+  const struct CType *t;
+  Chan *h = (Chan *)shm_view_field(L, 1, lua_upvalueindex(1), &t, 1);
+  uint32_t cap, fixed;
+  if (((uintptr_t)h & 3) != 0)
+    ch_error(L, "channel: the header is not 4-byte aligned");
+  if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != CHANNEL_MAGIC)
+    ch_error(L, "channel: not a channel header (bad magic)");
+  cap = __atomic_load_n(&h->capacity, __ATOMIC_RELAXED);
+  fixed = __atomic_load_n(&h->msg_size, __ATOMIC_RELAXED);
+  if (cap < 64 || cap > (1u << 30) || (cap & (cap - 1)) != 0 || fixed > cap / 2 - 4)
+    ch_error(L, "channel: corrupt header (capacity %I, msg_size %I)",
+             (lua_Integer)cap, (lua_Integer)fixed);
+  r->m = shm_findmapping((uintptr_t)h, sizeof(Chan) + (size_t)cap);
+  if (r->m == NULL || (r->m->prot & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE))
+    ch_error(L, "channel: header and ring of %I bytes do not lie in one live "
+             "writable mapping (corrupt capacity?)", (lua_Integer)cap);
+  r->h = h;
+  r->data = (unsigned char *)h + sizeof(Chan);
+  r->cap = cap;
+  r->mask = cap - 1;
+  r->max = cap / 2 - 4;
+  r->fixed = fixed;
+}
+
+/* An optional timeout at idx: -1 for none (nil, or >= 1e9 s), else ns. */
+static int64_t opt_timeout(lua_State *L, int idx) {
+  lua_Number s = 0;
+  if (lua_isnoneornil(L, idx)) return -1;
+  if (lua_type(L, idx) != LUA_TNUMBER || !((s = lua_tonumber(L, idx)) >= 0))
+    ch_error(L, "channel: timeout must be nil or a number of seconds >= 0");
+  if (s >= 1e9) return -1;
+  return (int64_t)(s * 1e9);
+}
+
+/* The deadline of a wait starting now for timeout tns (-1: none). */
+static int64_t deadline_of(int64_t tns) {
+  return tns < 0 ? -1 : now_ns() + tns;
+}
+
+/*
+ * The message at idx, checked against the channel (a string, of the fixed
+ * size if there is one, at most max bytes); raises otherwise.
+ */
+static const char *check_msg(lua_State *L, int idx, const Ring *r, size_t *n) {
+  const char *s;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    ch_error(L, "channel: message must be a string, got %s", luaL_typename(L, idx));
+  s = lua_tolstring(L, idx, n);
+  if (r->fixed != 0 && *n != r->fixed)
+    ch_error(L, "channel: messages are %I bytes, got %I", (lua_Integer)r->fixed,
+             (lua_Integer)*n);
+  if (*n > r->max)
+    ch_error(L, "channel: message of %I bytes exceeds the maximum of %I",
+             (lua_Integer)*n, (lua_Integer)r->max);
+  return s;
+}
+
+static uint32_t rec_of(size_t n) { return (uint32_t)((n + 7) & ~(size_t)3); }
+
+static int is_closed(const Ring *r) {
+  return __atomic_load_n(&r->h->closed, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* An index this side owns (relaxed: only this side writes it), checked. */
+static uint32_t own_index(lua_State *L, uint32_t *p, const char *name) {
+  uint32_t v = __atomic_load_n(p, __ATOMIC_RELAXED);
+  if ((v & 3) != 0)
+    ch_error(L, "channel: corrupt %s index %I (not a multiple of 4)", name,
+             (lua_Integer)v);
+  return v;
+}
+
+/* Bytes in use between tail and head; raises if more than the capacity. */
+static uint32_t used_of(lua_State *L, const Ring *r, uint32_t head, uint32_t tail) {
+  uint32_t used = head - tail;
+  if (used > r->cap)
+    ch_error(L, "channel: corrupt indices (head %I, tail %I, capacity %I)",
+             (lua_Integer)head, (lua_Integer)tail, (lua_Integer)r->cap);
+  return used;
+}
+
+/*
+ * Waits until *word (head or tail) is no longer `old`, in slices of at most
+ * SLICE_NS, until `deadline` (ns; -1: never) or the channel is closed.
+ * Only one process of a kind ever sleeps on a word, and this one is not
+ * asleep, so a non-zero count of its kind was left by a predecessor killed
+ * in its sleep: it is cleared first.  Returns 0 with the new value in *nv,
+ * EPIPE or ETIMEDOUT.
+ */
+static int wait_word(const Ring *r, uint32_t *word, uint32_t *waiters,
+                     uint32_t old, int64_t deadline, uint32_t *nv) {
+  if (__atomic_load_n(waiters, __ATOMIC_RELAXED) != 0)
+    __atomic_store_n(waiters, 0, __ATOMIC_SEQ_CST);
+  for (;;) {
+    int64_t slice = SLICE_NS;
+    if (is_closed(r)) return EPIPE;
+    if (deadline >= 0) {
+      int64_t left = deadline - now_ns();
+      if (left <= 0) return ETIMEDOUT;
+      if (left < slice) slice = left;
+    }
+    if (shm_wait32(word, old, slice, waiters, nv) == 0) return 0;
+    /* a slice ran out, or EINTR: look at closed and the clock again */
+  }
+}
+
+/* Room a record of rec bytes needs at head (a wrap marker included). */
+static uint32_t want_of(const Ring *r, uint32_t head, uint32_t rec) {
+  uint32_t room = r->cap - (head & r->mask);
+  return rec <= room ? rec : room + rec;
+}
+
+/*
+ * Waits for `want` bytes of room at head.  *deadline is computed on the
+ * first wait from tns.  Returns 0, EPIPE or ETIMEDOUT.
+ */
+static int wait_room(lua_State *L, const Ring *r, uint32_t head, uint32_t want,
+                     int64_t tns, int64_t *deadline) {
+  uint32_t t = __atomic_load_n(&r->h->tail, __ATOMIC_ACQUIRE);
+  while (r->cap - used_of(L, r, head, t) < want) {
+    int err;
+    if (*deadline == -2) *deadline = deadline_of(tns);
+    err = wait_word(r, &r->h->tail, &r->h->tail_waiters, t, *deadline, &t);
+    if (err != 0) return err;
+  }
+  return 0;
+}
+
+/*
+ * Writes the record of msg (n bytes) at head, which has room for it, and
+ * returns the head after it (not yet published).
+ */
+static uint32_t put(const Ring *r, uint32_t head, const char *msg, size_t n) {
+  uint32_t pos = head & r->mask, room = r->cap - pos, rec = rec_of(n);
+  uint32_t len = (uint32_t)n;
+  if (rec > room) {
+    uint32_t w = WRAP;
+    memcpy(r->data + pos, &w, 4);
+    head += room;
+    pos = 0;
+  }
+  memcpy(r->data + pos, &len, 4);
+  if (n > 0) memcpy(r->data + pos + 4, msg, n);
+  return head + rec;
+}
+
+/* Publishes head (the peer is woken if it sleeps). */
+static void publish_head(const Ring *r, uint32_t head) {
+  shm_notify32(&r->h->head, head, &r->h->head_waiters);
+}
+
+/*
+ * shm.channel_send(hv, msg [, timeout_s]) -> true | nil, msg, errno
+ * Sends msg, waiting for room at most timeout_s (nil: forever).
+ */
+static int channel_send(lua_State *L) {
+  Ring r;
+  size_t n;
+  const char *msg;
+  int64_t tns, deadline = -2;
+  uint32_t head, tail, want;
+  ring_check(L, &r);
+  msg = check_msg(L, 2, &r, &n);
+  tns = opt_timeout(L, 3);
+  if (is_closed(&r)) return ch_fail(L, "send", EPIPE);
+  head = own_index(L, &r.h->head, "head");
+  want = want_of(&r, head, rec_of(n));
+  tail = __atomic_load_n(&r.h->tail, __ATOMIC_ACQUIRE);
+  if (r.cap - used_of(L, &r, head, tail) < want) {
+    int err = wait_room(L, &r, head, want, tns, &deadline);
+    if (err != 0) return ch_fail(L, "send", err);
+  }
+  head = put(&r, head, msg, n);
+  shm_checkfault(L, r.m, "channel:send");
+  publish_head(&r, head);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
+ * shm.channel_try_send(hv, msg) -> true | false | nil, msg, EPIPE
+ * Sends msg if there is room now; false when the ring is full.
+ */
+static int channel_try_send(lua_State *L) {
+  Ring r;
+  size_t n;
+  const char *msg;
+  uint32_t head, tail;
+  ring_check(L, &r);
+  msg = check_msg(L, 2, &r, &n);
+  if (is_closed(&r)) return ch_fail(L, "try_send", EPIPE);
+  head = own_index(L, &r.h->head, "head");
+  tail = __atomic_load_n(&r.h->tail, __ATOMIC_ACQUIRE);
+  if (r.cap - used_of(L, &r, head, tail) < want_of(&r, head, rec_of(n))) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  head = put(&r, head, msg, n);
+  shm_checkfault(L, r.m, "channel:try_send");
+  publish_head(&r, head);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
+ * shm.channel_send_batch(hv, list [, timeout_s])
+ *   -> #list | nil, msg, errno, count sent
+ * Checks every message first, then sends them in order, publishing head
+ * once per run of messages that fit (before each wait for room, and at the
+ * end), so the consumer is woken once per run.
+ */
+static int channel_send_batch(lua_State *L) {
+  Ring r;
+  lua_Integer count, i;
+  int64_t tns, deadline = -2;
+  uint32_t head, published, free_;
+  ring_check(L, &r);
+  if (lua_type(L, 2) != LUA_TTABLE)
+    ch_error(L, "channel: send_batch expects a list of strings, got %s",
+             luaL_typename(L, 2));
+  tns = opt_timeout(L, 3);
+  count = (lua_Integer)lua_rawlen(L, 2);
+  for (i = 1; i <= count; i++) {
+    size_t n;
+    lua_rawgeti(L, 2, i);
+    check_msg(L, -1, &r, &n);
+    lua_pop(L, 1);
+  }
+  if (is_closed(&r)) {
+    ch_fail(L, "send_batch", EPIPE);
+    lua_pushinteger(L, 0);
+    return 4;
+  }
+  head = published = own_index(L, &r.h->head, "head");
+  free_ = r.cap - used_of(L, &r, head, __atomic_load_n(&r.h->tail, __ATOMIC_ACQUIRE));
+  for (i = 1; i <= count; i++) {
+    size_t n;
+    const char *msg;
+    uint32_t want;
+    lua_rawgeti(L, 2, i);
+    msg = lua_tolstring(L, -1, &n);
+    want = want_of(&r, head, rec_of(n));
+    if (want > free_) {
+      free_ = r.cap - used_of(L, &r, head, __atomic_load_n(&r.h->tail, __ATOMIC_ACQUIRE));
+      if (want > free_) {
+        int err;
+        if (head != published) { /* publish what fits before waiting */
+          shm_checkfault(L, r.m, "channel:send_batch");
+          publish_head(&r, head);
+          published = head;
+        }
+        err = wait_room(L, &r, head, want, tns, &deadline);
+        if (err != 0) {
+          ch_fail(L, "send_batch", err);
+          lua_pushinteger(L, i - 1);
+          return 4;
+        }
+        free_ = r.cap - used_of(L, &r, head, __atomic_load_n(&r.h->tail, __ATOMIC_ACQUIRE));
+      }
+    }
+    head = put(&r, head, msg, n);
+    free_ -= want;
+    lua_pop(L, 1);
+  }
+  shm_checkfault(L, r.m, "channel:send_batch");
+  if (head != published) publish_head(&r, head);
+  lua_pushinteger(L, count);
+  return 1;
+}
+
+/*
+ * Waits until the ring holds something: returns 0 with the published head
+ * in *head (which differs from tail), or EPIPE (closed, and only once the
+ * ring is empty) or ETIMEDOUT.
+ */
+static int wait_data(const Ring *r, uint32_t tail, int64_t tns, uint32_t *head) {
+  int err;
+  *head = __atomic_load_n(&r->h->head, __ATOMIC_ACQUIRE);
+  if (*head != tail) return 0;
+  err = wait_word(r, &r->h->head, &r->h->head_waiters, tail, deadline_of(tns), head);
+  if (err != 0) { /* closed (or timed out): hand out what is still there */
+    *head = __atomic_load_n(&r->h->head, __ATOMIC_ACQUIRE);
+    if (*head == tail) return err;
+  }
+  return 0;
+}
+
+/*
+ * Finds the record at *t (published: head is the producer's index) and
+ * checks it: stores its payload's offset in the ring in *pos, moves *t past
+ * it and returns the payload's length.  Raises for a corrupt record.
+ */
+static uint32_t take_record(lua_State *L, const Ring *r, uint32_t *t,
+                            uint32_t head, uint32_t *pos) {
+  uint32_t p = *t & r->mask, skip = 0, n, rec, used = used_of(L, r, head, *t);
+  if (r->fixed != 0) { /* the record's place follows from its size, as the */
+    n = r->fixed;      /* producer wraps by the same rule */
+    if (r->cap - p < rec_of(n)) skip = r->cap - p;
+  } else {
+    memcpy(&n, r->data + p, 4);
+    if (n == WRAP) {
+      skip = r->cap - p;
+      memcpy(&n, r->data, 4);
+    }
+  }
+  if (skip != 0) p = 0;
+  if (n > r->max)
+    ch_error(L, "channel: corrupt record length %I at offset %I",
+             (lua_Integer)n, (lua_Integer)p);
+  rec = rec_of(n);
+  /* the record inside the ring, and it and the bytes skipped published */
+  if (p + rec > r->cap || (uint64_t)skip + rec > used)
+    ch_error(L, "channel: corrupt record of %I bytes at offset %I (past the "
+             "published bytes or the ring's end)", (lua_Integer)n, (lua_Integer)p);
+  *t += skip + rec;
+  *pos = p + 4;
+  return n;
+}
+
+/* Publishes tail (the peer is woken if it sleeps). */
+static void publish_tail(const Ring *r, uint32_t tail) {
+  shm_notify32(&r->h->tail, tail, &r->h->tail_waiters);
+}
+
+/* Pushes the record at *tail as a string and moves *tail past it. */
+static void push_record(lua_State *L, const Ring *r, uint32_t *tail, uint32_t head) {
+  uint32_t pos, n = take_record(L, r, tail, head, &pos);
+  lua_pushlstring(L, (const char *)r->data + pos, n);
+}
+
+/*
+ * shm.channel_recv(hv [, timeout_s]) -> msg | nil, msg, errno
+ * Receives the next message, waiting at most timeout_s (nil: forever);
+ * EPIPE once the channel is closed and empty.  tail is published after the
+ * message is copied into the Lua string.
+ */
+static int channel_recv(lua_State *L) {
+  Ring r;
+  int64_t tns;
+  uint32_t head, tail;
+  int err;
+  ring_check(L, &r);
+  tns = opt_timeout(L, 2);
+  tail = own_index(L, &r.h->tail, "tail");
+  if ((err = wait_data(&r, tail, tns, &head)) != 0) return ch_fail(L, "recv", err);
+  push_record(L, &r, &tail, head);
+  shm_checkfault(L, r.m, "channel:recv");
+  publish_tail(&r, tail);
+  return 1;
+}
+
+/*
+ * shm.channel_try_recv(hv) -> msg | nil (empty) | nil, msg, EPIPE (closed
+ * and empty).
+ */
+static int channel_try_recv(lua_State *L) {
+  Ring r;
+  uint32_t head, tail;
+  ring_check(L, &r);
+  tail = own_index(L, &r.h->tail, "tail");
+  head = __atomic_load_n(&r.h->head, __ATOMIC_ACQUIRE);
+  if (head == tail) {
+    if (is_closed(&r)) return ch_fail(L, "try_recv", EPIPE);
+    lua_pushnil(L);
+    return 1;
+  }
+  push_record(L, &r, &tail, head);
+  shm_checkfault(L, r.m, "channel:try_recv");
+  publish_tail(&r, tail);
+  return 1;
+}
+
+/*
+ * shm.channel_recv_batch(hv, max [, timeout_s]) -> list | nil, msg, errno
+ * Receives up to max messages (at least one, waiting for it as recv does)
+ * and publishes tail once for all of them.
+ */
+static int channel_recv_batch(lua_State *L) {
+  Ring r;
+  lua_Integer most = 0, k = 0;
+  int64_t tns;
+  uint32_t head, tail;
+  int err;
+  ring_check(L, &r);
+  if (!lua_isinteger(L, 2) || (most = lua_tointeger(L, 2)) < 1)
+    ch_error(L, "channel: recv_batch expects a maximum count >= 1");
+  tns = opt_timeout(L, 3);
+  tail = own_index(L, &r.h->tail, "tail");
+  if ((err = wait_data(&r, tail, tns, &head)) != 0) return ch_fail(L, "recv_batch", err);
+  {
+    uint32_t used = head - tail, guess = used / (r.fixed ? rec_of(r.fixed) : 8) + 1;
+    lua_createtable(L, most < guess ? (int)most : guess > 4096 ? 4096 : (int)guess, 0);
+  }
+  do {
+    push_record(L, &r, &tail, head);
+    lua_rawseti(L, -2, ++k);
+    if (tail == head && k < most) head = __atomic_load_n(&r.h->head, __ATOMIC_ACQUIRE);
+  } while (k < most && tail != head);
+  shm_checkfault(L, r.m, "channel:recv_batch");
+  publish_tail(&r, tail);
+  return 1;
+}
+
+/* Adds the channel functions to the table on top. */
+void shm_channel_open(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"channel_send", channel_send},
+    {"channel_try_send", channel_try_send},
+    {"channel_send_batch", channel_send_batch},
+    {"channel_recv", channel_recv},
+    {"channel_try_recv", channel_try_recv},
+    {"channel_recv_batch", channel_recv_batch},
+    {NULL, NULL}
+  };
+  lua_pushliteral(L, "magic"); /* upvalue 1: the field ring_check reads */
+  luaL_setfuncs(L, funcs, 1);
+}
