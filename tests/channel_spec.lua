@@ -465,4 +465,114 @@ describe("channel", function()
       for i = 8, 10 do assert.is_nil(ipc.check(rx:recv(0), i, 200)) end
     end)
   end)
+
+  describe("C functions (src/channel.c)", function()
+    it("send and receive on the header view, as the methods do", function()
+      local tx = channel.new(m, 0, 256)
+      local hv = tx.hv
+      assert.is_true(shm.channel_send(hv, "one"))
+      assert.is_true(shm.channel_try_send(hv, ""))
+      assert.equal(3, shm.channel_send_batch(hv, { "a", "bb", "ccc" }, 1))
+      assert.equal("one", shm.channel_recv(hv, 1))
+      assert.equal("", shm.channel_try_recv(hv))
+      assert.same({ "a", "bb" }, shm.channel_recv_batch(hv, 2, 0))
+      assert.same({ "ccc" }, shm.channel_recv_batch(hv, 10, 0))
+      assert.is_nil(shm.channel_try_recv(hv))
+      fail("channel:recv: ETIMEDOUT", ETIMEDOUT, shm.channel_recv(hv, 0))
+      -- fill: try_send says false, send times out; the head stays put
+      local n = 0
+      while shm.channel_try_send(hv, ("%04d"):format(n)) do n = n + 1 end
+      -- from 36 (what the first five took): 27 records to 252, a wrap
+      -- marker, 3 more up to 4 bytes short of the tail
+      assert.equal(31, n)
+      fail("channel:send: ETIMEDOUT", ETIMEDOUT, shm.channel_send(hv, "x", 0))
+      local v, msg, e, sent = shm.channel_send_batch(hv, { "x" }, 0)
+      fail("channel:send_batch: ETIMEDOUT", ETIMEDOUT, v, msg, e)
+      assert.equal(0, sent)
+      for i = 0, n - 1 do assert.equal(("%04d"):format(i), shm.channel_recv(hv, 0)) end
+      tx:close()
+      fail("channel:send: EPIPE: channel closed", EPIPE, shm.channel_send(hv, "x"))
+      fail("channel:recv: EPIPE: channel closed", EPIPE, shm.channel_recv(hv))
+      fail("channel:try_recv: EPIPE", EPIPE, shm.channel_try_recv(hv))
+      fail("channel:recv_batch: EPIPE", EPIPE, shm.channel_recv_batch(hv, 5))
+    end)
+
+    it("misuse raises at the caller's line", function()
+      local tx = channel.new(m, 0, 256)
+      local line = debug.getinfo(1, "l").currentline + 1
+      local ok, err = pcall(function() local r = tx:send(42) return r end)
+      assert.is_false(ok)
+      assert.truthy(err:find(("channel_spec.lua:%d: channel: message must be a string"):format(line), 1, true), err)
+    end)
+
+    it("refuses what is not a channel header", function()
+      channel.new(m, 0, 256)
+      raises("bad magic", shm.channel_send, shm.view(m, "struct shm_channel", 1024), "x")
+      raises("bad magic", shm.channel_recv, shm.view(m, "struct shm_channel", 1024), 0)
+      raises(nil, shm.channel_send, m, "x")
+      raises(nil, shm.channel_recv, shm.view(m, "uint32_t[4]", 0))
+      raises(nil, shm.channel_try_recv, 42)
+      local hv = shm.view(m, "struct shm_channel", 0)
+      shm.munmap(m)
+      raises(nil, shm.channel_send, hv, "x")
+      raises(nil, shm.channel_recv, hv, 0)
+    end)
+
+    it("checks the shared header on every call", function()
+      local tx = channel.new(m, 0, 256)
+      local hv = tx.hv
+      assert(tx:send("fine"))
+      hv.capacity = 100
+      raises("corrupt header", tx.send, tx, "x")
+      raises("corrupt header", tx.recv, tx, 0)
+      hv.capacity = 1 << 20                -- past the end of the mapping
+      raises("do not lie in one live", tx.send, tx, "x")
+      raises("do not lie in one live", tx.try_recv, tx)
+      hv.capacity = 256
+      hv.msg_size = 200
+      raises("corrupt header", tx.send, tx, "x")
+      hv.msg_size = 0
+      assert.equal("fine", tx:recv(0))
+    end)
+
+    it("checks indices and records read from shared memory", function()
+      local tx = channel.new(m, 0, 256)
+      local hv = tx.hv
+      local ring = shm.view(m, "uint32_t[64]", channel.HEADER)
+      hv.head = 6
+      raises("not a multiple of 4", tx.send, tx, "x")
+      hv.head = 0
+      hv.tail = 2
+      raises("not a multiple of 4", tx.recv, tx, 0)
+      -- head further ahead of tail than the capacity
+      hv.tail, hv.head = 0, 512
+      raises("corrupt indices", tx.recv, tx, 0)
+      raises("corrupt indices", tx.send, tx, "x")
+      -- a record longer than what was published
+      hv.head, hv.tail = 8, 0
+      ring[0] = 100
+      raises("past the published bytes", tx.recv, tx, 0)
+      raises("past the published bytes", tx.recv_batch, tx, 4, 0)
+      -- a record running past the end of the ring
+      hv.head, hv.tail = 248 + 128, 248
+      ring[62] = 100
+      raises("past the published bytes or the ring's end", tx.try_recv, tx)
+      -- a wrap marker at 0 reads as a corrupt length, never in a loop
+      hv.head, hv.tail = 8, 0
+      ring[0] = 0xFFFFFFFF
+      raises("corrupt record length", tx.recv, tx, 0)
+      -- nothing was consumed by the failures
+      assert.equal(0, hv.tail)
+    end)
+
+    it("a fixed-size channel wraps records by their size", function()
+      local tx = channel.new(m, 0, 64, 12)   -- 16-byte records
+      for round = 1, 10 do
+        local list = {}
+        for i = 1, 3 do list[i] = ("%06d%06d"):format(round, i) end
+        assert.equal(3, tx:send_batch(list, 0))
+        assert.same(list, tx:recv_batch(3, 0))
+      end
+    end)
+  end)
 end)
