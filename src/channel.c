@@ -8,6 +8,8 @@
  *   shm.channel_recv(hv [, timeout_s])         -> msg | nil, msg, errno
  *   shm.channel_try_recv(hv)                   -> msg | nil | nil, msg, EPIPE
  *   shm.channel_recv_batch(hv, max [, timeout_s]) -> list | nil, msg, errno
+ *   shm.channel_bind(hv) -> the six above bound to hv, taking the channel
+ *                           object (any value) in place of hv: methods
  *
  * hv is a view of the channel's header (struct shm_channel, declared in
  * channel.lua; the layout and the protocol are described there).  These
@@ -28,8 +30,8 @@
  * never read or written out of bounds.  A fault on a truncated object
  * (SIGBUS, handled by mapping.c) raises after the copy, before publishing.
  *
- * Errors raised for misuse carry the position of the caller of the Lua
- * method (channel.lua tail-calls these functions), as error(msg, 2) would.
+ * Errors raised for misuse carry the position of the caller (of the method,
+ * when bound), as error(msg, 2) in Lua would.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -79,10 +81,10 @@ static int64_t now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Raises "<where of the caller of the method>: <fmt ...>". */
+/* Raises "<position of the Lua caller>: <fmt ...>", as luaL_error. */
 static int ch_error(lua_State *L, const char *fmt, ...) {
   va_list ap;
-  luaL_where(L, 2);
+  luaL_where(L, 1);
   va_start(ap, fmt);
   lua_pushvfstring(L, fmt, ap);
   va_end(ap);
@@ -103,13 +105,15 @@ static int ch_fail(lua_State *L, const char *op, int err) {
 }
 
 /*
- * Checks the header view at index 1 (through its "magic" field, the
- * string in upvalue 1) and fills *r from shared memory; raises for a value
- * that is not a live writable view of a sane channel.
+ * Checks the header view (upvalue 2 of a bound function, else argument 1)
+ * through its "magic" field (the string in upvalue 1) and fills *r from
+ * shared memory; raises for a value that is not a live writable view of a
+ * sane channel.
  */
 static void ring_check(lua_State *L, Ring *r) {
   const struct CType *t;
-  Chan *h = (Chan *)shm_view_field(L, 1, lua_upvalueindex(1), &t, 1);
+  int vidx = lua_type(L, lua_upvalueindex(2)) == LUA_TNONE ? 1 : lua_upvalueindex(2);
+  Chan *h = (Chan *)shm_view_field(L, vidx, lua_upvalueindex(1), &t, 1);
   uint32_t cap, fixed;
   if (((uintptr_t)h & 3) != 0)
     ch_error(L, "channel: the header is not 4-byte aligned");
@@ -154,7 +158,8 @@ static int64_t deadline_of(int64_t tns) {
 static const char *check_msg(lua_State *L, int idx, const Ring *r, size_t *n) {
   const char *s;
   if (lua_type(L, idx) != LUA_TSTRING)
-    ch_error(L, "channel: message must be a string, got %s", luaL_typename(L, idx));
+    ch_error(L, "channel: message must be a string, got %s",
+             lua_typename(L, lua_type(L, idx) == LUA_TNONE ? LUA_TNIL : lua_type(L, idx)));
   s = lua_tolstring(L, idx, n);
   if (r->fixed != 0 && *n != r->fixed)
     ch_error(L, "channel: messages are %I bytes, got %I", (lua_Integer)r->fixed,
@@ -327,7 +332,7 @@ static int channel_send_batch(lua_State *L) {
   ring_check(L, &r);
   if (lua_type(L, 2) != LUA_TTABLE)
     ch_error(L, "channel: send_batch expects a list of strings, got %s",
-             luaL_typename(L, 2));
+             lua_typename(L, lua_type(L, 2) == LUA_TNONE ? LUA_TNIL : lua_type(L, 2)));
   tns = opt_timeout(L, 3);
   count = (lua_Integer)lua_rawlen(L, 2);
   for (i = 1; i <= count; i++) {
@@ -511,17 +516,41 @@ static int channel_recv_batch(lua_State *L) {
   return 1;
 }
 
+static const luaL_Reg funcs[] = {
+  {"channel_send", channel_send},
+  {"channel_try_send", channel_try_send},
+  {"channel_send_batch", channel_send_batch},
+  {"channel_recv", channel_recv},
+  {"channel_try_recv", channel_try_recv},
+  {"channel_recv_batch", channel_recv_batch},
+  {NULL, NULL}
+};
+
+/*
+ * shm.channel_bind(hv) -> send, try_send, send_batch, recv, try_recv,
+ * recv_batch: the six functions bound to the header view hv, taking any
+ * value (the channel object) where the unbound ones take hv, so that they
+ * serve as the methods themselves (one Lua->C call a message, no Lua
+ * wrapper).  Checks that hv is a channel header now; every call checks
+ * again.
+ */
+static int channel_bind(lua_State *L) {
+  Ring r;
+  int i;
+  ring_check(L, &r);
+  for (i = 0; funcs[i].name != NULL; i++) {
+    lua_pushliteral(L, "magic");
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, funcs[i].func, 2);
+  }
+  return i;
+}
+
 /* Adds the channel functions to the table on top. */
 void shm_channel_open(lua_State *L) {
-  static const luaL_Reg funcs[] = {
-    {"channel_send", channel_send},
-    {"channel_try_send", channel_try_send},
-    {"channel_send_batch", channel_send_batch},
-    {"channel_recv", channel_recv},
-    {"channel_try_recv", channel_try_recv},
-    {"channel_recv_batch", channel_recv_batch},
-    {NULL, NULL}
-  };
   lua_pushliteral(L, "magic"); /* upvalue 1: the field ring_check reads */
   luaL_setfuncs(L, funcs, 1);
+  lua_pushliteral(L, "magic");
+  lua_pushcclosure(L, channel_bind, 1);
+  lua_setfield(L, -2, "channel_bind");
 }

@@ -40,8 +40,9 @@
 --
 -- The send/recv paths are C (src/channel.c: shm.channel_send(hv, msg
 -- [, timeout_s]), channel_try_send, channel_send_batch, channel_recv,
--- channel_try_recv, channel_recv_batch, all on the header view hv): one
--- C call a message.  They keep no state: each call reads head and tail
+-- channel_try_recv, channel_recv_batch, all on the header view hv; the
+-- methods are these bound to hv by shm.channel_bind): one Lua->C call a
+-- message.  They keep no state: each call reads head and tail
 -- from the header, and checks everything it reads from shared memory (the
 -- magic, capacity, msg_size, indices and record lengths, and that header
 -- and ring lie in one live mapping), so a corrupt channel raises instead
@@ -89,10 +90,7 @@ struct shm_channel {
 ]]
 
 local atomic_load, atomic_store = shm.atomic_load, shm.atomic_store
-local c_send, c_try_send, c_send_batch = shm.channel_send, shm.channel_try_send,
-  shm.channel_send_batch
-local c_recv, c_try_recv, c_recv_batch = shm.channel_recv, shm.channel_try_recv,
-  shm.channel_recv_batch
+local channel_bind = shm.channel_bind
 local mtype, error = math.type, error
 
 local M = {}
@@ -111,49 +109,20 @@ function M.max_message(capacity)
   return capacity // 2 - 4
 end
 
--- The channel object over header view hv at `offset` of m: a table of
--- closures over hv, each one tail call of a C function (src/channel.c),
--- so misuse raises at the caller's line as error(msg, 2) would.
+-- The channel object over header view hv at `offset` of m.  Its send/recv
+-- methods are C functions bound to hv (shm.channel_bind, src/channel.c),
+-- which take the channel object where the unbound ones take hv:
+--   ch:send(msg [, timeout_s])        ch:recv([timeout_s])
+--   ch:try_send(msg)                  ch:try_recv()
+--   ch:send_batch(list [, timeout_s]) ch:recv_batch(most [, timeout_s])
+-- send_batch publishes head once per run of messages that fit (the
+-- consumer is woken once per run) and checks every message before sending
+-- any; recv_batch publishes tail once for all it returns.
 local function setup(m, offset, hv)
   local cap = hv.capacity
   local ch = { m = m, hv = hv, cap = cap, max = cap // 2 - 4, fixed = hv.msg_size }
-
-  --- Sends msg, waiting for room at most timeout_s seconds (nil: forever).
-  function ch.send(_, msg, timeout)
-    return c_send(hv, msg, timeout)
-  end
-
-  --- Sends msg if there is room now: true, or false when the ring is full.
-  function ch.try_send(_, msg)
-    return c_try_send(hv, msg)
-  end
-
-  --- Sends every message of `list` in order, publishing head once per run
-  -- of messages that fit, so the consumer is woken once per run rather
-  -- than once per message.  Returns #list, or on timeout/close the failure
-  -- triple followed by how many were sent (those stay sent).  Checks every
-  -- message before sending any.
-  function ch.send_batch(_, list, timeout)
-    return c_send_batch(hv, list, timeout)
-  end
-
-  --- Receives the next message, waiting at most timeout_s seconds (nil:
-  -- forever).
-  function ch.recv(_, timeout)
-    return c_recv(hv, timeout)
-  end
-
-  --- Receives a message if one is there: the message; nil when empty; the
-  -- failure triple (EPIPE) when empty and closed.
-  function ch.try_recv()
-    return c_try_recv(hv)
-  end
-
-  --- Receives up to `most` messages (at least one, waiting for it as recv
-  -- does), publishing tail once for all of them.  Returns a list.
-  function ch.recv_batch(_, most, timeout)
-    return c_recv_batch(hv, most, timeout)
-  end
+  ch.send, ch.try_send, ch.send_batch, ch.recv, ch.try_recv, ch.recv_batch =
+    channel_bind(hv)
 
   --- Closes the channel for both sides; sleepers notice within 50 ms.
   function ch.close()
