@@ -105,16 +105,33 @@ static int ch_fail(lua_State *L, const char *op, int err) {
 }
 
 /*
+ * What a bound function remembers of its view (upvalue 3): the view's
+ * mapping, kept alive by the view in upvalue 2, and the header's offset in
+ * it; the header is at m->addr + off while the mapping is live.
+ */
+typedef struct Bound {
+  const Mapping *m;
+  size_t off;
+} Bound;
+
+/*
  * Checks the header view (upvalue 2 of a bound function, else argument 1)
  * through its "magic" field (the string in upvalue 1) and fills *r from
  * shared memory; raises for a value that is not a live writable view of a
  * sane channel.
  */
 static void ring_check(lua_State *L, Ring *r) {
-  const struct CType *t;
-  int vidx = lua_type(L, lua_upvalueindex(2)) == LUA_TNONE ? 1 : lua_upvalueindex(2);
-  Chan *h = (Chan *)shm_view_field(L, vidx, lua_upvalueindex(1), &t, 1);
+  const Bound *b = (const Bound *)lua_touserdata(L, lua_upvalueindex(3));
+  Chan *h;
   uint32_t cap, fixed;
+  if (b != NULL && b->m->addr != NULL &&
+      (b->m->prot & (PROT_READ | PROT_WRITE)) == (PROT_READ | PROT_WRITE)) {
+    h = (Chan *)(b->m->addr + b->off); /* live, readable and writable */
+  } else {
+    const struct CType *t;
+    int vidx = lua_type(L, lua_upvalueindex(2)) == LUA_TNONE ? 1 : lua_upvalueindex(2);
+    h = (Chan *)shm_view_field(L, vidx, lua_upvalueindex(1), &t, 1);
+  }
   if (((uintptr_t)h & 3) != 0)
     ch_error(L, "channel: the header is not 4-byte aligned");
   if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != CHANNEL_MAGIC)
@@ -536,12 +553,17 @@ static const luaL_Reg funcs[] = {
  */
 static int channel_bind(lua_State *L) {
   Ring r;
+  Bound *b;
   int i;
   ring_check(L, &r);
+  b = (Bound *)lua_newuserdatauv(L, sizeof *b, 0);
+  b->m = r.m; /* the view's mapping: the one live mapping holding it */
+  b->off = (size_t)((unsigned char *)r.h - r.m->addr);
   for (i = 0; funcs[i].name != NULL; i++) {
     lua_pushliteral(L, "magic");
     lua_pushvalue(L, 1);
-    lua_pushcclosure(L, funcs[i].func, 2);
+    lua_pushvalue(L, -3);
+    lua_pushcclosure(L, funcs[i].func, 3);
   }
   return i;
 }
