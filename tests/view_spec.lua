@@ -560,3 +560,36 @@ describe("view lifetime and protection", function()
     assert.truthy(err(function() return big.d end):find("mapping is unmapped", 1, true))
   end)
 end)
+
+describe("views and the collector", function()
+  shm.cdef "struct GcProbe { int32_t a; int32_t b; };"
+
+  it("live views keep working while thousands of others are collected", function()
+    local m = anon(4096)
+    local keep = shm.view(m, "struct GcProbe")
+    keep.a = 5
+    for i = 1, 5000 do
+      local t = shm.view(m, "struct GcProbe", 8)
+      t.b = i
+      if i % 1000 == 0 then collectgarbage() end
+    end
+    collectgarbage()
+    assert.equal(5, keep.a)
+    assert.equal(5000, shm.view(m, "struct GcProbe", 8).b)
+  end)
+
+  it("a view resurrected after its finalizer raises instead of being trusted", function()
+    local m = anon(4096)
+    local saved
+    do
+      local v = shm.view(m, "struct GcProbe")
+      assert.equal(0, v.a)        -- v is now the view the hot path trusts
+      setmetatable({ v = v }, { __gc = function(t) saved = t.v end })
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_not_nil(saved)
+    assert.truthy(err(function() return saved.a end):find("shm.view", 1, true))
+    assert.truthy(err(function() saved.a = 1 end):find("shm.view", 1, true))
+  end)
+end)
