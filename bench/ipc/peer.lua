@@ -6,9 +6,10 @@
 -- Round trips (MODE spin | futex | channel | socket; ROLE ping | echo):
 --   spin     the counter word, stored with atomic_store and watched with an
 --            atomic_load loop
---   futex    the same word; the storer always calls futex_wake, the waiter
---            futex_waits while the word holds the old value (as the C
---            futex baseline of bench/pingpong.c does)
+--   futex    the same word; the storer stores and always wakes (one
+--            shm.notify call, no waiters field), the waiter futex_waits
+--            while the word holds the old value (as the C futex baseline
+--            of bench/pingpong.c does)
 --   channel  a 16-byte message through channel A, echoed back through
 --            channel B (lua/shm/channel.lua: the adaptive wait)
 --   socket   the same 16 bytes written to and read from a socketpair
@@ -49,7 +50,7 @@ local m = assert(shm.mmap(nil, SIZE, shm.PROT_READ | shm.PROT_WRITE, shm.MAP_SHA
 local w = shm.view(m, "struct ipcb", 0)
 local function cp_open(off) return cp.open(shm.addressof(shm.view(m, "struct shm_channel", off))) end
 local load, store = shm.atomic_load, shm.atomic_store
-local fwait, fwake = shm.futex_wait, shm.futex_wake
+local fwait, fwake, notify = shm.futex_wait, shm.futex_wake, shm.notify
 local clock = shm.clock
 
 local function ready()
@@ -80,11 +81,11 @@ function rounds.spin(v)
   return x
 end
 function rounds.futex(v)
-  store(w, "seq", v + 1)
-  fwake(w, "seq")
+  local n = v + 1
+  notify(w, "seq", n)               -- store, then FUTEX_WAKE (no waiters field)
   local x = load(w, "seq")
-  while x == v + 1 do
-    fwait(w, "seq", x)
+  while x == n do
+    fwait(w, "seq", n)
     x = load(w, "seq")
   end
   return x
@@ -155,8 +156,7 @@ local function echo()
       end
       if x == STOP then break end
       v = x + 1
-      store(w, "seq", v)
-      if not spin then fwake(w, "seq") end
+      if spin then store(w, "seq", v) else notify(w, "seq", v) end
     end
   elseif mode == "channel" then
     local inp, out = channel.attach(m, CHA), channel.attach(m, CHB)
