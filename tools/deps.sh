@@ -3,7 +3,7 @@
 # this machine lacks.  Does nothing (and needs no network) when all are there.
 set -e
 need=""
-for p in gcc make pkg-config clang lua5.4 liblua5.4-dev lua-busted libclang-rt-14-dev; do
+for p in gcc make pkg-config clang lua5.4 liblua5.4-dev lua-busted libclang-rt-14-dev spin; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need="$need $p"
 done
 [ -z "$need" ] && exit 0
