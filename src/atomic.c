@@ -547,8 +547,8 @@ static int opt_waiters(lua_State *L, int idx, int write, const Field *f,
  * none) while it sleeps.  Returns 0 with the new value in *newval, or
  * ETIMEDOUT, or the errno of a failed FUTEX_WAIT (EINTR...).
  */
-static int wait_core(uint32_t *p, uint32_t old, int64_t tns, void *w,
-                     int wsize, uint32_t *newval) {
+static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
+                     void *w, int wsize, uint32_t *newval) {
   uint32_t v;
   int64_t t0, deadline, t, budget;
   int k, err;
@@ -559,7 +559,7 @@ static int wait_core(uint32_t *p, uint32_t old, int64_t tns, void *w,
   if (tns == 0) return ETIMEDOUT;
   t0 = now_ns();
   deadline = tns < 0 ? INT64_MAX : t0 + tns;
-  st = adapt_for(p);
+  st = adapt_for(f != NULL ? f : p); /* a stable address to learn on */
 
   /* 1. spin, checking the clock every 16 pauses */
   budget = st->budget;
@@ -594,20 +594,22 @@ static int wait_core(uint32_t *p, uint32_t old, int64_t tns, void *w,
     }
   }
 
-  /* 3. sleep */
+  /* 3. sleep: on p itself, or on f, read before the count goes up */
   for (;;) {
     struct timespec ts, *tsp = NULL;
+    uint32_t fv = old;
     if (tns >= 0) {
       t = deadline - now_ns();
       if (t <= 0) return ETIMEDOUT;
       ts = ns_to_timespec(t);
       tsp = &ts;
     }
+    if (f != NULL) fv = __atomic_load_n(f, __ATOMIC_SEQ_CST);
     if (w != NULL) do_rmw(w, wsize, RMW_ADD, 1, __ATOMIC_SEQ_CST);
     r = 0;
     err = 0;
     if (__atomic_load_n(p, __ATOMIC_SEQ_CST) == old) {
-      r = futex_call(p, FUTEX_WAIT, old, tsp);
+      r = futex_call(f != NULL ? f : p, FUTEX_WAIT, fv, tsp);
       err = errno;
     }
     if (w != NULL) do_rmw(w, wsize, RMW_SUB, 1, __ATOMIC_SEQ_CST);
@@ -624,7 +626,21 @@ changed:
 
 int shm_wait32(uint32_t *p, uint32_t old, int64_t timeout_ns,
                uint32_t *waiters, uint32_t *newval) {
-  return wait_core(p, old, timeout_ns, waiters, 4, newval);
+  return wait_core(p, old, NULL, timeout_ns, waiters, 4, newval);
+}
+
+/*
+ * As shm_wait32, but sleeps on the futex word *f instead of *p: for a
+ * protocol whose notifier, after changing *p, always changes *f and then
+ * wakes f (channel.c: the consumer watches a record's stamp and sleeps on
+ * head).  fv is read before the count goes up and *p re-checked after, so
+ * a change of *p after the re-check comes with a change of *f that either
+ * makes FUTEX_WAIT(f, fv) return EAGAIN or is followed by a wake that
+ * sees the count (the argument above, with f's store after p's).
+ */
+int shm_wait32_on(uint32_t *p, uint32_t old, uint32_t *f, int64_t timeout_ns,
+                  uint32_t *waiters, uint32_t *newval) {
+  return wait_core(p, old, f, timeout_ns, waiters, 4, newval);
 }
 
 /*
@@ -654,7 +670,7 @@ static int wait_change(lua_State *L) {
   uint32_t old = (uint32_t)check_value(L, 3, &f, 0), v = 0;
   int64_t tns = opt_timeout(L, 4);
   int has_w = opt_waiters(L, 5, 1, &f, &w);
-  int err = wait_core(p, old, tns, has_w ? w.p : NULL, has_w ? w.size : 4, &v);
+  int err = wait_core(p, old, NULL, tns, has_w ? w.p : NULL, has_w ? w.size : 4, &v);
   if (err != 0) return shm_fail(L, "wait_change", lua_tostring(L, 2), err);
   push_value(L, v, &f);
   return 1;

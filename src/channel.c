@@ -1,6 +1,6 @@
 /*
  * channel.c: the send/recv hot path of shm.channel (lua/shm/channel.lua)
- * in C, one Lua->C call a message instead of about seven.
+ * in C, one Lua->C call a message.
  *
  *   shm.channel_send(hv, msg [, timeout_s])    -> true | nil, msg, errno
  *   shm.channel_try_send(hv, msg)              -> true | false | nil, msg, EPIPE
@@ -12,23 +12,26 @@
  *                           object (any value) in place of hv: methods
  *
  * hv is a view of the channel's header (struct shm_channel, declared in
- * channel.lua; the layout and the protocol are described there).  These
- * functions keep no state: each call reads the header from shared memory
- * (its own index relaxed, the peer's with acquire), so a successor that
- * attaches after a kill carries on from the published indices, exactly as
- * the Lua version did.  The producer copies the record, then publishes
- * head (shm_notify32); the consumer copies the message into a Lua string,
- * then publishes tail: never before the copy, so a kill cannot lose or
- * duplicate a message except as channel.lua's header says.
+ * channel.lua; the layout and the protocol, version 2, are described
+ * there).  These functions keep no state but the header: each call reads
+ * its indices from shared memory, so a successor that attaches after a
+ * kill carries on from them.  The producer writes the next record's 0
+ * stamp, the payload, then the record's stamp (the message is sent), then
+ * publishes head (shm_notify32); the consumer learns of a record from its
+ * stamp, copies the message into a Lua string, then publishes tail: never
+ * before the copy, so a kill cannot lose or duplicate a message except as
+ * channel.lua's header says.  The first send through a binding (every
+ * unbound send) first repairs a head left behind a stamp by a producer
+ * killed between the two.
  *
  * Nothing read from shared memory is trusted: every call checks the magic,
  * that the capacity is a power of two from 64 to 2^30, that header and ring
  * lie inside one live writable mapping (shm_findmapping), that msg_size and
  * record lengths are at most capacity/2 - 4, that indices are 4-aligned and
  * no further apart than the capacity, and that a record lies inside the
- * ring and inside the published bytes.  A corrupt channel raises; it is
- * never read or written out of bounds.  A fault on a truncated object
- * (SIGBUS, handled by mapping.c) raises after the copy, before publishing.
+ * ring.  A corrupt channel raises; it is never read or written out of
+ * bounds.  A fault on a truncated object (SIGBUS, handled by mapping.c)
+ * raises after the copy, before publishing.
  *
  * Errors raised for misuse carry the position of the caller (of the method,
  * when bound), as error(msg, 2) in Lua would.
@@ -42,8 +45,8 @@
 
 #include "shm.h"
 
-#define CHANNEL_MAGIC 0x4e414843u /* "CHAN" */
-#define WRAP 0xFFFFFFFFu          /* record length: the ring ends here */
+#define CHANNEL_MAGIC 0x324e4843u /* "CHN2": version 2 of the protocol */
+#define WRAP 0xFFFFFFFFu          /* stamp: the ring ends here */
 #define SLICE_NS 50000000         /* sleepers look at `closed` this often */
 
 /* The layout of struct shm_channel in channel.lua. */
@@ -55,7 +58,8 @@ typedef struct Chan {
   uint32_t pad0[12];
   uint32_t head;
   uint32_t head_waiters;
-  uint32_t pad1[14];
+  uint32_t tail_seen;
+  uint32_t pad1[13];
   uint32_t tail;
   uint32_t tail_waiters;
   uint32_t pad2[14];
@@ -65,6 +69,18 @@ _Static_assert(sizeof(Chan) == 192, "struct shm_channel is 192 bytes");
 _Static_assert(offsetof(Chan, head) == 64, "head at 64");
 _Static_assert(offsetof(Chan, tail) == 128, "tail at 128");
 
+/*
+ * What a bound function remembers of its view (upvalue 3): the view's
+ * mapping, kept alive by the view in upvalue 2, and the header's offset in
+ * it; the header is at m->addr + off while the mapping is live.  repaired:
+ * a send through this binding has checked head against the stamps.
+ */
+typedef struct Bound {
+  const Mapping *m;
+  size_t off;
+  int repaired;
+} Bound;
+
 /* One call's checked picture of the channel. */
 typedef struct Ring {
   Chan *h;
@@ -73,6 +89,7 @@ typedef struct Ring {
   uint32_t max;         /* the longest message: cap/2 - 4 */
   uint32_t fixed;       /* msg_size: 0, or the size of every message */
   const Mapping *m;     /* the live mapping holding header and ring */
+  Bound *b;             /* the binding, or NULL for an unbound call */
 } Ring;
 
 static int64_t now_ns(void) {
@@ -105,23 +122,13 @@ static int ch_fail(lua_State *L, const char *op, int err) {
 }
 
 /*
- * What a bound function remembers of its view (upvalue 3): the view's
- * mapping, kept alive by the view in upvalue 2, and the header's offset in
- * it; the header is at m->addr + off while the mapping is live.
- */
-typedef struct Bound {
-  const Mapping *m;
-  size_t off;
-} Bound;
-
-/*
  * Checks the header view (upvalue 2 of a bound function, else argument 1)
  * through its "magic" field (the string in upvalue 1) and fills *r from
  * shared memory; raises for a value that is not a live writable view of a
  * sane channel.
  */
 static void ring_check(lua_State *L, Ring *r) {
-  const Bound *b = (const Bound *)lua_touserdata(L, lua_upvalueindex(3));
+  Bound *b = (Bound *)lua_touserdata(L, lua_upvalueindex(3));
   Chan *h;
   uint32_t cap, fixed;
   if (b != NULL && b->m->addr != NULL &&
@@ -151,6 +158,7 @@ static void ring_check(lua_State *L, Ring *r) {
   r->mask = cap - 1;
   r->max = cap / 2 - 4;
   r->fixed = fixed;
+  r->b = b;
 }
 
 /* An optional timeout at idx: -1 for none (nil, or >= 1e9 s), else ns. */
@@ -211,16 +219,22 @@ static uint32_t used_of(lua_State *L, const Ring *r, uint32_t head, uint32_t tai
   return used;
 }
 
+/* The stamp word at ring position pos (any index: taken modulo the ring). */
+static uint32_t *stamp_at(const Ring *r, uint32_t pos) {
+  return (uint32_t *)(void *)(r->data + (pos & r->mask));
+}
+
 /*
- * Waits until *word (head or tail) is no longer `old`, in slices of at most
- * SLICE_NS, until `deadline` (ns; -1: never) or the channel is closed.
- * Only one process of a kind ever sleeps on a word, and this one is not
- * asleep, so a non-zero count of its kind was left by a predecessor killed
- * in its sleep: it is cleared first.  Returns 0 with the new value in *nv,
- * EPIPE or ETIMEDOUT.
+ * Waits until the word *p (the stamp at tail, or tail itself) is no longer
+ * `old`, in slices of at most SLICE_NS, until `deadline` (ns; -1: never) or
+ * the channel is closed; sleeps on the futex word *f (head for a stamp,
+ * tail itself for tail).  Only one process of a kind ever sleeps on a
+ * word, and this one is not asleep, so a non-zero count of its kind was
+ * left by a predecessor killed in its sleep: it is cleared first.  Returns
+ * 0 with the new value in *nv, EPIPE or ETIMEDOUT.
  */
-static int wait_word(const Ring *r, uint32_t *word, uint32_t *waiters,
-                     uint32_t old, int64_t deadline, uint32_t *nv) {
+static int wait_word(const Ring *r, uint32_t *p, uint32_t old, uint32_t *f,
+                     uint32_t *waiters, int64_t deadline, uint32_t *nv) {
   if (__atomic_load_n(waiters, __ATOMIC_RELAXED) != 0)
     __atomic_store_n(waiters, 0, __ATOMIC_SEQ_CST);
   for (;;) {
@@ -231,20 +245,39 @@ static int wait_word(const Ring *r, uint32_t *word, uint32_t *waiters,
       if (left <= 0) return ETIMEDOUT;
       if (left < slice) slice = left;
     }
-    if (shm_wait32(word, old, slice, waiters, nv) == 0) return 0;
+    if (shm_wait32_on(p, old, f, slice, waiters, nv) == 0) return 0;
     /* a slice ran out, or EINTR: look at closed and the clock again */
   }
 }
 
-/* Room a record of rec bytes needs at head (a wrap marker included). */
+/* ---- the producer */
+
+/*
+ * Room a record of rec bytes needs at head: the record, a wrap skip when it
+ * does not fit before the ring's end, and the next record's 0 stamp.
+ */
 static uint32_t want_of(const Ring *r, uint32_t head, uint32_t rec) {
   uint32_t room = r->cap - (head & r->mask);
-  return rec <= room ? rec : room + rec;
+  return (rec <= room ? rec : room + rec) + 4;
 }
 
 /*
- * Waits for `want` bytes of room at head.  *deadline is computed on the
- * first wait from tns.  Returns 0, EPIPE or ETIMEDOUT.
+ * Whether `want` bytes are free at head: judged from tail_seen (a value
+ * tail had, so never more room than there is), then, only if that says
+ * no, from tail itself, which is remembered in tail_seen.  Raises for
+ * corrupt indices.
+ */
+static int has_room(lua_State *L, const Ring *r, uint32_t head, uint32_t want) {
+  uint32_t seen = __atomic_load_n(&r->h->tail_seen, __ATOMIC_RELAXED), t;
+  if (head - seen <= r->cap && r->cap - (head - seen) >= want) return 1;
+  t = __atomic_load_n(&r->h->tail, __ATOMIC_ACQUIRE);
+  if (t != seen) __atomic_store_n(&r->h->tail_seen, t, __ATOMIC_RELAXED);
+  return r->cap - used_of(L, r, head, t) >= want;
+}
+
+/*
+ * Waits for `want` bytes of room at head, sleeping on tail.  *deadline is
+ * computed on the first wait from tns.  Returns 0, EPIPE or ETIMEDOUT.
  */
 static int wait_room(lua_State *L, const Ring *r, uint32_t head, uint32_t want,
                      int64_t tns, int64_t *deadline) {
@@ -252,33 +285,72 @@ static int wait_room(lua_State *L, const Ring *r, uint32_t head, uint32_t want,
   while (r->cap - used_of(L, r, head, t) < want) {
     int err;
     if (*deadline == -2) *deadline = deadline_of(tns);
-    err = wait_word(r, &r->h->tail, &r->h->tail_waiters, t, *deadline, &t);
+    err = wait_word(r, &r->h->tail, t, &r->h->tail, &r->h->tail_waiters,
+                    *deadline, &t);
     if (err != 0) return err;
   }
+  __atomic_store_n(&r->h->tail_seen, t, __ATOMIC_RELAXED);
   return 0;
 }
 
+/* Publishes head (the consumer is woken if it sleeps). */
+static void publish_head(const Ring *r, uint32_t head) {
+  shm_notify32(&r->h->head, head, &r->h->head_waiters);
+}
+
 /*
- * Writes the record of msg (n bytes) at head, which has room for it, and
- * returns the head after it (not yet published).
+ * The producer's head, checked.  The first send through a binding (every
+ * unbound send) walks the stamps from head to the first 0: a predecessor
+ * killed after stamping a record and before publishing head left head
+ * behind it (the message was sent).  The walk stops at the 0 that every
+ * send stores ahead of its record; it raises for a stamp that makes no
+ * sense or runs past the capacity, so it ends.
+ */
+static uint32_t producer_head(lua_State *L, const Ring *r) {
+  uint32_t head = own_index(L, &r->h->head, "head"), h, tail;
+  if (r->b != NULL && r->b->repaired) return head;
+  tail = __atomic_load_n(&r->h->tail, __ATOMIC_ACQUIRE);
+  used_of(L, r, head, tail);
+  for (h = head;;) {
+    uint32_t pos = h & r->mask, w = __atomic_load_n(stamp_at(r, h), __ATOMIC_ACQUIRE);
+    if (w == 0) break;
+    if (w == WRAP ? pos == 0 : w - 1 > r->max || pos + rec_of(w - 1) > r->cap)
+      ch_error(L, "channel: corrupt stamp %I at offset %I after head",
+               (lua_Integer)w, (lua_Integer)pos);
+    h += w == WRAP ? r->cap - pos : rec_of(w - 1);
+    used_of(L, r, h, tail);
+  }
+  if (h != head) {
+    shm_checkfault(L, r->m, "channel:send");
+    publish_head(r, h);
+  }
+  if (r->b != NULL) r->b->repaired = 1;
+  return h;
+}
+
+/*
+ * Writes the record of msg (n bytes) at head, which has room for it (see
+ * want_of): the next record's 0 stamp, the payload, then the stamp, with
+ * release (a wrap marker at head when the record goes to offset 0, after
+ * that record's stamp).  Returns the head after it, not yet published.
  */
 static uint32_t put(const Ring *r, uint32_t head, const char *msg, size_t n) {
   uint32_t pos = head & r->mask, room = r->cap - pos, rec = rec_of(n);
-  uint32_t len = (uint32_t)n;
-  if (rec > room) {
-    uint32_t w = WRAP;
-    memcpy(r->data + pos, &w, 4);
+  uint32_t *at = stamp_at(r, head);
+  int wrap = rec > room;
+  if (wrap) { /* the record goes to offset 0 */
     head += room;
     pos = 0;
   }
-  memcpy(r->data + pos, &len, 4);
+  __atomic_store_n(stamp_at(r, head + rec), 0, __ATOMIC_RELAXED);
   if (n > 0) memcpy(r->data + pos + 4, msg, n);
+  if (wrap) {
+    __atomic_store_n(stamp_at(r, 0), (uint32_t)n + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(at, WRAP, __ATOMIC_RELEASE);
+  } else {
+    __atomic_store_n(at, (uint32_t)n + 1, __ATOMIC_RELEASE);
+  }
   return head + rec;
-}
-
-/* Publishes head (the peer is woken if it sleeps). */
-static void publish_head(const Ring *r, uint32_t head) {
-  shm_notify32(&r->h->head, head, &r->h->head_waiters);
 }
 
 /*
@@ -290,15 +362,14 @@ static int channel_send(lua_State *L) {
   size_t n;
   const char *msg;
   int64_t tns, deadline = -2;
-  uint32_t head, tail, want;
+  uint32_t head, want;
   ring_check(L, &r);
   msg = check_msg(L, 2, &r, &n);
   tns = opt_timeout(L, 3);
   if (is_closed(&r)) return ch_fail(L, "send", EPIPE);
-  head = own_index(L, &r.h->head, "head");
+  head = producer_head(L, &r);
   want = want_of(&r, head, rec_of(n));
-  tail = __atomic_load_n(&r.h->tail, __ATOMIC_ACQUIRE);
-  if (r.cap - used_of(L, &r, head, tail) < want) {
+  if (!has_room(L, &r, head, want)) {
     int err = wait_room(L, &r, head, want, tns, &deadline);
     if (err != 0) return ch_fail(L, "send", err);
   }
@@ -317,13 +388,12 @@ static int channel_try_send(lua_State *L) {
   Ring r;
   size_t n;
   const char *msg;
-  uint32_t head, tail;
+  uint32_t head;
   ring_check(L, &r);
   msg = check_msg(L, 2, &r, &n);
   if (is_closed(&r)) return ch_fail(L, "try_send", EPIPE);
-  head = own_index(L, &r.h->head, "head");
-  tail = __atomic_load_n(&r.h->tail, __ATOMIC_ACQUIRE);
-  if (r.cap - used_of(L, &r, head, tail) < want_of(&r, head, rec_of(n))) {
+  head = producer_head(L, &r);
+  if (!has_room(L, &r, head, want_of(&r, head, rec_of(n)))) {
     lua_pushboolean(L, 0);
     return 1;
   }
@@ -337,15 +407,16 @@ static int channel_try_send(lua_State *L) {
 /*
  * shm.channel_send_batch(hv, list [, timeout_s])
  *   -> #list | nil, msg, errno, count sent
- * Checks every message first, then sends them in order, publishing head
- * once per run of messages that fit (before each wait for room, and at the
- * end), so the consumer is woken once per run.
+ * Checks every message first, then sends them in order (each is sent once
+ * its stamp is stored), publishing head once per run of messages that fit
+ * (before each wait for room, and at the end), so a sleeping consumer is
+ * woken once per run.
  */
 static int channel_send_batch(lua_State *L) {
   Ring r;
   lua_Integer count, i;
   int64_t tns, deadline = -2;
-  uint32_t head, published, free_;
+  uint32_t head, published;
   ring_check(L, &r);
   if (lua_type(L, 2) != LUA_TTABLE)
     ch_error(L, "channel: send_batch expects a list of strings, got %s",
@@ -363,8 +434,7 @@ static int channel_send_batch(lua_State *L) {
     lua_pushinteger(L, 0);
     return 4;
   }
-  head = published = own_index(L, &r.h->head, "head");
-  free_ = r.cap - used_of(L, &r, head, __atomic_load_n(&r.h->tail, __ATOMIC_ACQUIRE));
+  head = published = producer_head(L, &r);
   for (i = 1; i <= count; i++) {
     size_t n;
     const char *msg;
@@ -372,26 +442,21 @@ static int channel_send_batch(lua_State *L) {
     lua_rawgeti(L, 2, i);
     msg = lua_tolstring(L, -1, &n);
     want = want_of(&r, head, rec_of(n));
-    if (want > free_) {
-      free_ = r.cap - used_of(L, &r, head, __atomic_load_n(&r.h->tail, __ATOMIC_ACQUIRE));
-      if (want > free_) {
-        int err;
-        if (head != published) { /* publish what fits before waiting */
-          shm_checkfault(L, r.m, "channel:send_batch");
-          publish_head(&r, head);
-          published = head;
-        }
-        err = wait_room(L, &r, head, want, tns, &deadline);
-        if (err != 0) {
-          ch_fail(L, "send_batch", err);
-          lua_pushinteger(L, i - 1);
-          return 4;
-        }
-        free_ = r.cap - used_of(L, &r, head, __atomic_load_n(&r.h->tail, __ATOMIC_ACQUIRE));
+    if (!has_room(L, &r, head, want)) {
+      int err;
+      if (head != published) { /* publish what fits before waiting */
+        shm_checkfault(L, r.m, "channel:send_batch");
+        publish_head(&r, head);
+        published = head;
+      }
+      err = wait_room(L, &r, head, want, tns, &deadline);
+      if (err != 0) {
+        ch_fail(L, "send_batch", err);
+        lua_pushinteger(L, i - 1);
+        return 4;
       }
     }
     head = put(&r, head, msg, n);
-    free_ -= want;
     lua_pop(L, 1);
   }
   shm_checkfault(L, r.m, "channel:send_batch");
@@ -400,63 +465,62 @@ static int channel_send_batch(lua_State *L) {
   return 1;
 }
 
+/* ---- the consumer */
+
 /*
- * Waits until the ring holds something: returns 0 with the published head
- * in *head (which differs from tail), or EPIPE (closed, and only once the
- * ring is empty) or ETIMEDOUT.
+ * Waits until the stamp at tail is not 0: returns 0 with it in *w, or
+ * EPIPE (closed, and only once the ring is empty) or ETIMEDOUT.  Sleeps
+ * on head (see channel.lua).
  */
-static int wait_data(const Ring *r, uint32_t tail, int64_t tns, uint32_t *head) {
+static int wait_data(const Ring *r, uint32_t tail, int64_t tns, uint32_t *w) {
   int err;
-  *head = __atomic_load_n(&r->h->head, __ATOMIC_ACQUIRE);
-  if (*head != tail) return 0;
-  err = wait_word(r, &r->h->head, &r->h->head_waiters, tail, deadline_of(tns), head);
+  uint32_t *p = stamp_at(r, tail);
+  if ((*w = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != 0) return 0;
+  err = wait_word(r, p, 0, &r->h->head, &r->h->head_waiters, deadline_of(tns), w);
   if (err != 0) { /* closed (or timed out): hand out what is still there */
-    *head = __atomic_load_n(&r->h->head, __ATOMIC_ACQUIRE);
-    if (*head == tail) return err;
+    if ((*w = __atomic_load_n(p, __ATOMIC_ACQUIRE)) == 0) return err;
   }
   return 0;
 }
 
 /*
- * Finds the record at *t (published: head is the producer's index) and
- * checks it: stores its payload's offset in the ring in *pos, moves *t past
- * it and returns the payload's length.  Raises for a corrupt record.
+ * Checks the record at *t, whose stamp w is not 0: stores its payload's
+ * offset in the ring in *pos, moves *t past it and returns the payload's
+ * length.  Raises for a corrupt record.
  */
-static uint32_t take_record(lua_State *L, const Ring *r, uint32_t *t,
-                            uint32_t head, uint32_t *pos) {
-  uint32_t p = *t & r->mask, skip = 0, n, rec, used = used_of(L, r, head, *t);
-  if (r->fixed != 0) { /* the record's place follows from its size, as the */
-    n = r->fixed;      /* producer wraps by the same rule */
-    if (r->cap - p < rec_of(n)) skip = r->cap - p;
-  } else {
-    memcpy(&n, r->data + p, 4);
-    if (n == WRAP) {
-      skip = r->cap - p;
-      memcpy(&n, r->data, 4);
-    }
+static uint32_t take_record(lua_State *L, const Ring *r, uint32_t *t, uint32_t w,
+                            uint32_t *pos) {
+  uint32_t p = *t & r->mask, skip = 0, n, rec;
+  if (w == WRAP) {
+    if (p == 0) ch_error(L, "channel: corrupt wrap marker at offset 0");
+    skip = r->cap - p;
+    p = 0;
+    w = __atomic_load_n(stamp_at(r, 0), __ATOMIC_ACQUIRE);
+    if (w == 0 || w == WRAP)
+      ch_error(L, "channel: corrupt stamp %I at offset 0 after a wrap marker",
+               (lua_Integer)w);
   }
-  if (skip != 0) p = 0;
-  if (n > r->max)
+  n = w - 1;
+  if (n > r->max || (r->fixed != 0 && n != r->fixed))
     ch_error(L, "channel: corrupt record length %I at offset %I",
              (lua_Integer)n, (lua_Integer)p);
   rec = rec_of(n);
-  /* the record inside the ring, and it and the bytes skipped published */
-  if (p + rec > r->cap || (uint64_t)skip + rec > used)
+  if (p + rec > r->cap)
     ch_error(L, "channel: corrupt record of %I bytes at offset %I (past the "
-             "published bytes or the ring's end)", (lua_Integer)n, (lua_Integer)p);
+             "ring's end)", (lua_Integer)n, (lua_Integer)p);
   *t += skip + rec;
   *pos = p + 4;
   return n;
 }
 
-/* Publishes tail (the peer is woken if it sleeps). */
+/* Publishes tail (the producer is woken if it sleeps). */
 static void publish_tail(const Ring *r, uint32_t tail) {
   shm_notify32(&r->h->tail, tail, &r->h->tail_waiters);
 }
 
-/* Pushes the record at *tail as a string and moves *tail past it. */
-static void push_record(lua_State *L, const Ring *r, uint32_t *tail, uint32_t head) {
-  uint32_t pos, n = take_record(L, r, tail, head, &pos);
+/* Pushes the record at *tail (stamp w) as a string; moves *tail past it. */
+static void push_record(lua_State *L, const Ring *r, uint32_t *tail, uint32_t w) {
+  uint32_t pos, n = take_record(L, r, tail, w, &pos);
   lua_pushlstring(L, (const char *)r->data + pos, n);
 }
 
@@ -469,13 +533,13 @@ static void push_record(lua_State *L, const Ring *r, uint32_t *tail, uint32_t he
 static int channel_recv(lua_State *L) {
   Ring r;
   int64_t tns;
-  uint32_t head, tail;
+  uint32_t w, tail;
   int err;
   ring_check(L, &r);
   tns = opt_timeout(L, 2);
   tail = own_index(L, &r.h->tail, "tail");
-  if ((err = wait_data(&r, tail, tns, &head)) != 0) return ch_fail(L, "recv", err);
-  push_record(L, &r, &tail, head);
+  if ((err = wait_data(&r, tail, tns, &w)) != 0) return ch_fail(L, "recv", err);
+  push_record(L, &r, &tail, w);
   shm_checkfault(L, r.m, "channel:recv");
   publish_tail(&r, tail);
   return 1;
@@ -487,16 +551,20 @@ static int channel_recv(lua_State *L) {
  */
 static int channel_try_recv(lua_State *L) {
   Ring r;
-  uint32_t head, tail;
+  uint32_t w, tail;
   ring_check(L, &r);
   tail = own_index(L, &r.h->tail, "tail");
-  head = __atomic_load_n(&r.h->head, __ATOMIC_ACQUIRE);
-  if (head == tail) {
-    if (is_closed(&r)) return ch_fail(L, "try_recv", EPIPE);
-    lua_pushnil(L);
-    return 1;
+  w = __atomic_load_n(stamp_at(&r, tail), __ATOMIC_ACQUIRE);
+  if (w == 0) {
+    if (!is_closed(&r)) {
+      lua_pushnil(L);
+      return 1;
+    }
+    /* closed: a message stamped before the close is still handed out */
+    w = __atomic_load_n(stamp_at(&r, tail), __ATOMIC_ACQUIRE);
+    if (w == 0) return ch_fail(L, "try_recv", EPIPE);
   }
-  push_record(L, &r, &tail, head);
+  push_record(L, &r, &tail, w);
   shm_checkfault(L, r.m, "channel:try_recv");
   publish_tail(&r, tail);
   return 1;
@@ -511,23 +579,23 @@ static int channel_recv_batch(lua_State *L) {
   Ring r;
   lua_Integer most = 0, k = 0;
   int64_t tns;
-  uint32_t head, tail;
+  uint32_t w, tail;
   int err;
   ring_check(L, &r);
   if (!lua_isinteger(L, 2) || (most = lua_tointeger(L, 2)) < 1)
     ch_error(L, "channel: recv_batch expects a maximum count >= 1");
   tns = opt_timeout(L, 3);
   tail = own_index(L, &r.h->tail, "tail");
-  if ((err = wait_data(&r, tail, tns, &head)) != 0) return ch_fail(L, "recv_batch", err);
-  {
-    uint32_t used = head - tail, guess = used / (r.fixed ? rec_of(r.fixed) : 8) + 1;
+  if ((err = wait_data(&r, tail, tns, &w)) != 0) return ch_fail(L, "recv_batch", err);
+  { /* a size hint from head (it may lag; the loop follows the stamps) */
+    uint32_t used = __atomic_load_n(&r.h->head, __ATOMIC_RELAXED) - tail;
+    uint32_t guess = (used > r.cap ? 0 : used / (r.fixed ? rec_of(r.fixed) : 8)) + 1;
     lua_createtable(L, most < guess ? (int)most : guess > 4096 ? 4096 : (int)guess, 0);
   }
   do {
-    push_record(L, &r, &tail, head);
+    push_record(L, &r, &tail, w);
     lua_rawseti(L, -2, ++k);
-    if (tail == head && k < most) head = __atomic_load_n(&r.h->head, __ATOMIC_ACQUIRE);
-  } while (k < most && tail != head);
+  } while (k < most && (w = __atomic_load_n(stamp_at(&r, tail), __ATOMIC_ACQUIRE)) != 0);
   shm_checkfault(L, r.m, "channel:recv_batch");
   publish_tail(&r, tail);
   return 1;
@@ -559,6 +627,7 @@ static int channel_bind(lua_State *L) {
   b = (Bound *)lua_newuserdatauv(L, sizeof *b, 0);
   b->m = r.m; /* the view's mapping: the one live mapping holding it */
   b->off = (size_t)((unsigned char *)r.h - r.m->addr);
+  b->repaired = 0;
   for (i = 0; funcs[i].name != NULL; i++) {
     lua_pushliteral(L, "magic");
     lua_pushvalue(L, 1);

@@ -130,6 +130,13 @@ void *shm_view_field(lua_State *L, int view_idx, int name_idx,
 int shm_wait32(uint32_t *p, uint32_t old, int64_t timeout_ns,
                uint32_t *waiters, uint32_t *newval);
 /*
+ * As shm_wait32, but sleeps on the futex word *f, read before counting
+ * itself in *waiters; the notifier must change *f after every change of *p
+ * and then wake f (with shm_notify32).
+ */
+int shm_wait32_on(uint32_t *p, uint32_t old, uint32_t *f, int64_t timeout_ns,
+                  uint32_t *waiters, uint32_t *newval);
+/*
  * Stores x into *p (seq_cst) and wakes every sleeper on it, with a waiters
  * count only when *waiters != 0, as shm.notify.  Returns the number woken,
  * or -1 with errno set.

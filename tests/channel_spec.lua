@@ -62,9 +62,11 @@ describe("channel", function()
       assert.equal(12, hv.msg_size)
       assert.equal(0, hv.head + hv.tail + hv.closed)
       assert(ch:send(("a"):rep(12)))
-      -- the record: a 32-bit length, then the payload, at the ring's start
-      assert.equal(12, string.unpack("=I4", m:read(1024 + 192, 4)))
+      -- the record: a 32-bit stamp (length + 1), then the payload, at the
+      -- ring's start, and the next record's stamp zeroed
+      assert.equal(13, string.unpack("=I4", m:read(1024 + 192, 4)))
       assert.equal(("a"):rep(12), m:read(1024 + 196, 12))
+      assert.equal(0, string.unpack("=I4", m:read(1024 + 192 + 16, 4)))
       assert.equal(16, hv.head)
       local rx = channel.attach(m, 1024)
       assert.equal(12, rx.fixed)
@@ -98,7 +100,8 @@ describe("channel", function()
       assert.equal(("b"):rep(20), rx:recv(0))
       assert(tx:send(("c"):rep(20), 0))
       assert.equal(0xFFFFFFFF, words[12])
-      assert.equal(20, words[0])
+      assert.equal(21, words[0])           -- the stamp: length + 1
+      assert.equal(0, words[6])            -- the next record's stamp, zeroed
       assert.equal(64 + 24, shm.atomic_load(tx.hv, "head"))
       assert.equal(("c"):rep(20), rx:recv(0))
       assert.equal(64 + 24, shm.atomic_load(tx.hv, "tail"))
@@ -116,25 +119,31 @@ describe("channel", function()
       assert.equal(400, seq)
     end)
 
-    it("fills exactly to capacity, and try_send then reports false", function()
+    it("fills to capacity - 4 (the next stamp's word), then try_send reports false", function()
       local tx = channel.new(m, 0, 64)
       local rx = channel.attach(m, 0)
-      for i = 1, 4 do assert.is_true(tx:try_send(("%012d"):format(i))) end  -- 4 x 16
-      assert.equal(64, tx:pending_bytes())
-      assert.is_false(tx:try_send(""))                -- not even 4 bytes left
-      assert.is_false(tx:try_send(("x"):rep(12)))
+      for i = 1, 3 do assert.is_true(tx:try_send(("%012d"):format(i))) end  -- 3 x 16
+      assert.is_false(tx:try_send(("x"):rep(12)))     -- 16 + 4 > 16 free
+      assert.is_true(tx:try_send("8 bytes!"))         -- 12 + 4 = 16: fits
+      assert.equal(60, tx:pending_bytes())
+      assert.is_false(tx:try_send(""))                -- 4 + 4 > 4 free
       assert.equal(("%012d"):format(1), rx:try_recv())
-      assert.is_true(tx:try_send(("%012d"):format(5)))
-      for i = 2, 5 do assert.equal(("%012d"):format(i), rx:recv(0)) end
+      -- at 60, a 16-byte record wraps: 4 skipped + 16 + 4 > 20 free
+      assert.is_false(tx:try_send(("%012d"):format(4)))
+      assert.equal(("%012d"):format(2), rx:try_recv())
+      assert.is_true(tx:try_send(("%012d"):format(4)))
+      assert.equal(("%012d"):format(3), rx:recv(0))
+      assert.equal("8 bytes!", rx:recv(0))
+      assert.equal(("%012d"):format(4), rx:recv(0))
       assert.equal(0, tx:pending_bytes())
     end)
 
-    it("carries empty messages (16 fill a 64-byte ring)", function()
+    it("carries empty messages (15 fill a 64-byte ring)", function()
       local tx = channel.new(m, 0, 64)
       local rx = channel.attach(m, 0)
-      for _ = 1, 16 do assert.is_true(tx:try_send("")) end
+      for _ = 1, 15 do assert.is_true(tx:try_send("")) end
       assert.is_false(tx:try_send(""))
-      for _ = 1, 16 do assert.equal("", rx:try_recv()) end
+      for _ = 1, 15 do assert.equal("", rx:try_recv()) end
       assert.is_nil(rx:try_recv())
     end)
 
@@ -142,11 +151,15 @@ describe("channel", function()
       local tx = channel.new(m, 0, 1024)
       local rx = channel.attach(m, 0)
       local big = ("m"):rep(508)
-      assert.is_true(tx:send(big, 0))
-      assert.is_true(tx:send(big, 0))      -- two maximal records fill the ring
-      assert.is_false(tx:try_send(""))
+      assert.is_true(tx:send(big, 0))      -- a maximal record fits an empty ring
+      assert.is_false(tx:try_send(big))    -- a second needs 4 bytes more
       assert.equal(big, rx:recv(0))
-      assert.equal(big, rx:recv(0))
+      for _ = 1, 4 do                      -- and fits wherever head is
+        assert.is_true(tx:send(big, 0))
+        assert.equal(big, rx:recv(0))
+        assert.is_true(tx:send("odd", 0))
+        assert.equal("odd", rx:recv(0))
+      end
       raises("exceeds the maximum of 508", tx.send, tx, big .. "!")
       raises("exceeds the maximum of 508", tx.try_send, tx, big .. "!")
     end)
@@ -176,14 +189,14 @@ describe("channel", function()
       t0 = shm.clock()
       fail("channel:recv", ETIMEDOUT, rx:recv(0))
       assert.is_true(since(t0) < 0.5)
-      for _ = 1, 2 do assert(tx:send(("f"):rep(28), 0)) end
+      for _ = 1, 2 do assert(tx:send(("f"):rep(24), 0)) end   -- 2 x 28 bytes
       t0 = shm.clock()
-      fail("channel:send", ETIMEDOUT, tx:send("x", 0.1))
+      fail("channel:send", ETIMEDOUT, tx:send("x", 0.1))       -- needs 8 + 4
       dt = since(t0)
       assert.is_true(dt >= 0.09 and dt < 2, "waited " .. dt)
       -- the failed send changed nothing
-      assert.equal(64, tx:pending_bytes())
-      assert.equal(("f"):rep(28), rx:recv(0))
+      assert.equal(56, tx:pending_bytes())
+      assert.equal(("f"):rep(24), rx:recv(0))
       assert.is_true(tx:send("x", 0))
     end)
 
@@ -261,7 +274,7 @@ describe("channel", function()
       local tx = channel.new(m, 0, 256)
       local rx = channel.attach(m, 0)
       assert(tx:send("hello"))
-      shm.view(m, "uint32_t[1]", channel.HEADER)[0] = 5000
+      shm.view(m, "uint32_t[1]", channel.HEADER)[0] = 5001  -- stamp: length + 1
       raises("corrupt record length 5000", rx.recv, rx, 0)
     end)
 
@@ -404,7 +417,7 @@ describe("channel", function()
         assert.is_true(shm.clock() < deadline, "the child never slept")
         shm.sleep(0.001)
       end
-      assert.equal(64, rx:pending_bytes())
+      assert.equal(48, rx:pending_bytes())   -- the fourth needs 16 + 4 bytes
       assert.equal(("%012d"):format(1), rx:recv(0))
       ipc.expect_ok(c, 30)
       for i = 2, 4 do assert.equal(("%012d"):format(i), rx:recv(0)) end
@@ -563,23 +576,65 @@ describe("channel", function()
       raises("not a multiple of 4", tx.recv, tx, 0)
       -- head further ahead of tail than the capacity
       hv.tail, hv.head = 0, 512
-      raises("corrupt indices", tx.recv, tx, 0)
       raises("corrupt indices", tx.send, tx, "x")
-      -- a record longer than what was published
+      raises("corrupt indices", tx.try_send, tx, "x")
+      -- a stamp claiming more than the maximum
       hv.head, hv.tail = 8, 0
-      ring[0] = 100
-      raises("past the published bytes", tx.recv, tx, 0)
-      raises("past the published bytes", tx.recv_batch, tx, 4, 0)
+      ring[0] = 200
+      raises("corrupt record length 199", tx.recv, tx, 0)
+      raises("corrupt record length 199", tx.recv_batch, tx, 4, 0)
       -- a record running past the end of the ring
       hv.head, hv.tail = 248 + 128, 248
-      ring[62] = 100
-      raises("past the published bytes or the ring's end", tx.try_recv, tx)
-      -- a wrap marker at 0 reads as a corrupt length, never in a loop
+      ring[62] = 101
+      raises("past the ring's end", tx.try_recv, tx)
+      -- a wrap marker at 0 is corrupt, never a loop
       hv.head, hv.tail = 8, 0
       ring[0] = 0xFFFFFFFF
-      raises("corrupt record length", tx.recv, tx, 0)
+      raises("corrupt wrap marker at offset 0", tx.recv, tx, 0)
+      -- a wrap marker must lead to a record at 0
+      hv.head, hv.tail = 256 + 8, 248
+      ring[62], ring[0] = 0xFFFFFFFF, 0
+      raises("corrupt stamp 0 at offset 0 after a wrap marker", tx.recv, tx, 0)
+      ring[0] = 0xFFFFFFFF
+      raises("corrupt stamp 4294967295 at offset 0", tx.recv, tx, 0)
       -- nothing was consumed by the failures
-      assert.equal(0, hv.tail)
+      assert.equal(248, hv.tail)
+      -- the first send through a channel object walks the stamps after
+      -- head; a nonsense stamp there raises
+      for i = 0, 63 do ring[i] = 0 end
+      hv.head, hv.tail = 0, 0
+      ring[0] = 1000
+      local tx2 = channel.attach(m, 0)
+      raises("corrupt stamp 1000 at offset 0 after head", tx2.send, tx2, "x")
+      -- stamps that run past the capacity from tail raise instead of looping
+      for i = 0, 63 do ring[i] = 1 end      -- empty records everywhere
+      local tx3 = channel.attach(m, 0)
+      raises("corrupt indices", tx3.send, tx3, "x")
+      assert.equal(0, hv.head)
+    end)
+
+    it("a successor producer publishes the head a killed one left behind its stamp", function()
+      local tx = channel.new(m, 0, 256)
+      local rx = channel.attach(m, 0)
+      assert(tx:send("one", 0))
+      assert(tx:send("two", 0))
+      -- as if killed after stamping "two" (8 bytes at 8) and before head
+      shm.atomic_store(tx.hv, "head", 8)
+      assert.equal(8, tx:pending_bytes())
+      local successor = channel.attach(m, 0)
+      assert(successor:send("three", 0))
+      assert.equal(16 + 12, shm.atomic_load(tx.hv, "head"))
+      assert.equal("one", rx:recv(0))
+      assert.equal("two", rx:recv(0))
+      assert.equal("three", rx:recv(0))
+      assert.is_nil(rx:try_recv())
+      -- the unbound function checks every call
+      assert(tx:send("four", 0))
+      shm.atomic_store(tx.hv, "head", 28)
+      assert(shm.channel_send(tx.hv, "five"))
+      assert.equal(28 + 8 + 8, shm.atomic_load(tx.hv, "head"))
+      assert.equal("four", rx:recv(0))
+      assert.equal("five", rx:recv(0))
     end)
 
     it("a fixed-size channel wraps records by their size", function()

@@ -18,21 +18,48 @@
 -- anything else raises).  Failures are io-style triples whose message reads
 -- "channel:recv: ETIMEDOUT: Connection timed out".  A message that is not a
 -- string, is longer than the maximum (capacity/2 - 4) or, on a fixed-size
--- channel, has another size raises.
+-- channel, has another size raises.  A record takes 4 + n bytes rounded up
+-- to 4, and a ring of capacity c holds c - 4 bytes of records (the word
+-- after the last record is kept 0); a maximal message always fits in an
+-- empty ring.
 --
 -- The layout is `struct shm_channel` (declared below with shm.cdef, so a C
 -- program can join; tests/c/channel_peer.c does): a 192-byte header, then
--- `capacity` bytes of ring.  head and tail count bytes written and consumed,
--- modulo 2^32; the producer owns head, the consumer owns tail.  A record is
--- a 32-bit length (host byte order), the payload, and padding to 4 bytes;
--- a length of 0xFFFFFFFF marks the end of the ring (the record starts at 0
--- instead), written when a record does not fit in the bytes left before the
--- end.  A fixed-size channel (msg_size > 0) has the same records.
--- The producer writes the record, then publishes head; the consumer reads
--- the record, then publishes tail.  Both publish as shm.notify does, which
--- makes one futex syscall only when the peer sleeps (head_waiters,
--- tail_waiters), and wait as shm.wait_change does, spinning, yielding and
--- sleeping adaptively (shm_wait32/shm_notify32 in src/atomic.c).  Only the
+-- `capacity` bytes of ring, zeroed by new().  head and tail count bytes
+-- written and consumed, modulo 2^32; the producer owns head and tail_seen,
+-- the consumer owns tail.  Each of the three 64-byte lines of the header
+-- is written by one side only (bar the waiter counts, written by a side
+-- about to sleep), so a message in flight moves no header line between
+-- the CPUs.
+--
+-- Records, at 4-byte aligned positions: a 32-bit stamp word (host byte
+-- order), the payload, padding to 4 bytes.  The stamp is 0 while nothing
+-- is written there, n + 1 for a record of n payload bytes, and 0xFFFFFFFF
+-- for "the ring ends here, the record is at offset 0" (written when a
+-- record does not fit in the bytes left before the end).  A fixed-size
+-- channel (msg_size > 0) has the same records.  Protocol of one send at
+-- position p = head (rec = 4 + n rounded up to 4; q = where the next
+-- record will start):
+--   1. room: head + (wrap skip) + rec + 4 - tail <= capacity, judged from
+--      tail_seen, re-reading tail (and storing it in tail_seen) only when
+--      tail_seen says there is no room: the producer does not touch the
+--      consumer's line while the ring has room;
+--   2. store 0 at q (the next record's stamp: the consumer will stop there);
+--   3. write the payload (at 0 + 4 when wrapping, whose stamp is also
+--      written before step 4);
+--   4. store the stamp at p (release): the message is sent;
+--   5. store head = q (seq_cst), load head_waiters, FUTEX_WAKE head if it
+--      is not zero (as shm.notify).
+-- The consumer at position t = tail loads the stamp at t (acquire): 0 means
+-- empty; otherwise it copies the record out, then stores tail past it
+-- (seq_cst), loads tail_waiters and wakes tail if a producer sleeps there.
+-- So the consumer learns of a message from the line that holds it, and
+-- never reads head on its way: one cache line crosses a CPU per message.
+-- The consumer waits for a stamp adaptively (spin and yield looking at the
+-- stamp; then, to sleep, it reads head, counts itself in head_waiters,
+-- re-checks the stamp and FUTEX_WAITs on head, which step 5 changes after
+-- any stamp); the producer waits for room on tail the same way, sleeping
+-- on tail itself (shm_wait32/shm_notify32 in src/atomic.c).  Only the
 -- consumer ever sleeps on head and only the producer on tail, so a side
 -- that starts waiting knows that a non-zero count of its own kind was left
 -- by a predecessor killed in its sleep: it clears it (so the peer stops
@@ -42,31 +69,38 @@
 -- [, timeout_s]), channel_try_send, channel_send_batch, channel_recv,
 -- channel_try_recv, channel_recv_batch, all on the header view hv; the
 -- methods are these bound to hv by shm.channel_bind): one Lua->C call a
--- message.  They keep no state: each call reads head and tail
--- from the header, and checks everything it reads from shared memory (the
--- magic, capacity, msg_size, indices and record lengths, and that header
--- and ring lie in one live mapping), so a corrupt channel raises instead
--- of reading or writing outside the ring.
+-- message.  They keep no state but the header: each call reads the
+-- indices from it and checks everything it reads from shared memory (the
+-- magic, capacity, msg_size, indices and stamps, and that header and ring
+-- lie in one live mapping), so a corrupt channel raises instead of reading
+-- or writing outside the ring.
 --
--- Crash recovery, exactly: a message is sent once send has published head
--- (its last step) and consumed once recv has published tail (after copying
--- the message out, before returning it).  Either side may be killed at any
--- point and a successor attach and carry on where the published index
--- says: the ring is never torn by a kill.  A producer killed inside send
--- has not sent that message; a consumer killed inside recv before the
--- publish leaves the message for its successor (no loss, no duplicate); a
--- consumer killed after the publish and before its caller recorded the
--- message has lost that one message.  So a consumer that records each
--- message right after recv returns sees, across successors, a strictly
--- increasing sequence with no duplicates and at most one message missing
--- per kill (tests/stress_spec.lua checks exactly that).  recv_batch
--- publishes once per batch, so a kill may lose up to the whole batch.
+-- Crash recovery, exactly: a message is sent once its stamp is stored
+-- (step 4) and consumed once recv has published tail (after copying the
+-- message out, before returning it).  Either side may be killed at any
+-- point and a successor attach and carry on: the ring is never torn by a
+-- kill.  A producer killed between steps 4 and 5 leaves head one record
+-- behind its last stamp; the first send of a successor (the first through
+-- each channel object) walks the stamps from head to the 0 that step 2
+-- left and publishes head there, so the message stands.  A producer killed
+-- before step 4 has not sent that message.  A consumer killed inside recv
+-- before the publish leaves the message for its successor (no loss, no
+-- duplicate); a consumer killed after the publish and before its caller
+-- recorded the message has lost that one message.  So a consumer that
+-- records each message right after recv returns sees, across successors,
+-- a strictly increasing sequence with no duplicates and at most one
+-- message missing per kill (tests/stress_spec.lua checks exactly that,
+-- and that a producer killed and restarted loses and duplicates nothing
+-- it was told was sent).  recv_batch publishes once per batch, so a
+-- consumer's kill may lose up to the whole batch.
 --
 -- Changes from the first version: failure messages name the errno; timeouts
 -- are checked; try_recv tells a closed channel from an empty one; new and
 -- attach check that the channel fits the mapping and that msg_size is sane;
 -- stale waiter counts of a killed peer are cleared; send_batch/recv_batch;
--- the hot paths moved to C, which checks the shared header on every call.
+-- the hot paths moved to C, which checks the shared header on every call;
+-- version 2 (magic "CHN2"): per-record stamps instead of the consumer
+-- reading head, tail_seen, the ring zeroed by new().
 --
 -- The fields m, hv, cap, max and fixed of a channel are for reading only.
 -- bench/ipc_bench.lua measures a channel against a C prototype of the same
@@ -82,7 +116,8 @@ struct shm_channel {
   uint32_t pad0[12];
   uint32_t head;          /* bytes published by the producer, mod 2^32    */
   uint32_t head_waiters;  /* consumers asleep on head                     */
-  uint32_t pad1[14];
+  uint32_t tail_seen;     /* the producer's last look at tail             */
+  uint32_t pad1[13];
   uint32_t tail;          /* bytes consumed by the consumer, mod 2^32     */
   uint32_t tail_waiters;  /* producers asleep on tail                     */
   uint32_t pad2[14];
@@ -94,7 +129,7 @@ local channel_bind = shm.channel_bind
 local mtype, error = math.type, error
 
 local M = {}
-M.MAGIC = 0x4e414843        -- "CHAN"
+M.MAGIC = 0x324e4843        -- "CHN2" (version 2 of the protocol)
 M.HEADER = shm.sizeof("struct shm_channel")
 local HEADER = M.HEADER
 local M32 = 0xFFFFFFFF
@@ -145,7 +180,7 @@ local function check_offset(offset, level)
   end
 end
 
---- Creates a channel at `offset` of mapping m (zeroing its header).
+--- Creates a channel at `offset` of mapping m (zeroing header and ring).
 -- capacity: a power of two, at least 64; msg_size: 0 or nil for messages
 -- of any size up to capacity/2 - 4 bytes, else the one size they all have.
 function M.new(m, offset, capacity, msg_size)
@@ -163,7 +198,7 @@ function M.new(m, offset, capacity, msg_size)
           :format(HEADER + capacity, offset, #m), 2)
   end
   local hv = shm.view(m, "struct shm_channel", offset)
-  shm.fill(hv, 0, HEADER)
+  m:fill(offset, HEADER + capacity)
   hv.capacity, hv.msg_size = capacity, msg_size
   atomic_store(hv, "magic", M.MAGIC)
   return setup(m, offset, hv)
