@@ -148,7 +148,11 @@ static void ring_check(lua_State *L, Ring *r) {
   if (cap < 64 || cap > (1u << 30) || (cap & (cap - 1)) != 0 || fixed > cap / 2 - 4)
     ch_error(L, "channel: corrupt header (capacity %I, msg_size %I)",
              (lua_Integer)cap, (lua_Integer)fixed);
-  r->m = shm_findmapping((uintptr_t)h, sizeof(Chan) + (size_t)cap);
+  if (b != NULL && b->m->addr != NULL &&
+      b->off + sizeof(Chan) + (size_t)cap <= b->m->size)
+    r->m = b->m; /* the bound mapping holds header and ring */
+  else
+    r->m = shm_findmapping((uintptr_t)h, sizeof(Chan) + (size_t)cap);
   if (r->m == NULL || (r->m->prot & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE))
     ch_error(L, "channel: header and ring of %I bytes do not lie in one live "
              "writable mapping (corrupt capacity?)", (lua_Integer)cap);
@@ -622,16 +626,17 @@ static const luaL_Reg funcs[] = {
 static int channel_bind(lua_State *L) {
   Ring r;
   Bound *b;
-  int i;
+  int i, bidx;
   ring_check(L, &r);
   b = (Bound *)lua_newuserdatauv(L, sizeof *b, 0);
+  bidx = lua_gettop(L);
   b->m = r.m; /* the view's mapping: the one live mapping holding it */
   b->off = (size_t)((unsigned char *)r.h - r.m->addr);
   b->repaired = 0;
-  for (i = 0; funcs[i].name != NULL; i++) {
+  for (i = 0; funcs[i].name != NULL; i++) { /* all six share b */
     lua_pushliteral(L, "magic");
     lua_pushvalue(L, 1);
-    lua_pushvalue(L, -3);
+    lua_pushvalue(L, bidx);
     lua_pushcclosure(L, funcs[i].func, 3);
   }
   return i;
