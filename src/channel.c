@@ -324,10 +324,11 @@ static uint32_t producer_head(lua_State *L, const Ring *r) {
     h += w == WRAP ? r->cap - pos : rec_of(w - 1);
     used_of(L, r, h, tail);
   }
-  if (h != head) {
-    shm_checkfault(L, r->m, "channel:send");
-    publish_head(r, h);
-  }
+  /* publish even when head did not move: a predecessor killed after
+   * storing head and before its wake-up left the consumer asleep
+   * (tools/model/channel.pml, mutant 8) */
+  shm_checkfault(L, r->m, "channel:send");
+  publish_head(r, h);
   if (r->b != NULL) r->b->repaired = 1;
   return h;
 }
