@@ -1,12 +1,12 @@
 /*
  * bench/ipc/chanproto.c: a PROTOTYPE, for bench/ipc_bench.lua only, of what
- * lua/shm/channel.lua's send and recv would cost if each were one C call.
- * It speaks the same protocol on the same `struct shm_channel` (records,
- * wrap marker, head/tail published with the waiter-count wake-up of
- * src/atomic.c) and waits the way src/atomic.c's wait_change does (spin
- * for an adaptive budget, then sched_yield, then FUTEX_WAIT), so the
- * benchmark can show the gap between the Lua implementation and a C one,
- * measured rather than guessed.
+ * lua/shm/channel.lua's send and recv cost as lean C calls.  It speaks
+ * version 2 of the protocol on the same `struct shm_channel` (stamped
+ * records, the wrap stamp, head published with the waiter-count wake-up of
+ * src/atomic.c, tail_seen) and waits the way src/atomic.c's wait_change
+ * does (spin for an adaptive budget, then sched_yield, then FUTEX_WAIT), so
+ * the benchmark can show the gap between the real implementation and a
+ * bare one, measured rather than guessed.
  *
  *   local cp = package.loadlib(path, "luaopen_chanproto")()
  *   local ch = cp.open(address)     -- integer address of the header
@@ -15,7 +15,17 @@
  *   cp.send_batch(ch, list)         -- every message, head published once
  *   cp.recv_batch(ch, max)          -- -> list of 1..max, tail published once
  *
- * Not safe: it trusts the address and the header (a bench tool, loaded by
+ * A send at p = head (rec = 4 + the payload padded to 4; q = where the next
+ * record starts): waits for room (judged from tail_seen, reading tail only
+ * when that says no), stores 0 at q, writes the payload (when wrapping, the
+ * record and its stamp at offset 0), stores the stamp at p (release), then
+ * publishes head = q.  A recv loads the stamp at tail (acquire; 0: empty,
+ * WRAP: the record is at 0), copies the record out and publishes tail.
+ * The consumer never reads head: it spins on the stamp and sleeps on head.
+ *
+ * Unlike src/channel.c, it keeps its indices in the Chan (head, tail and
+ * tail_seen, read from the header by open) and checks nothing but record
+ * lengths: it trusts the address and the header (a bench tool, loaded by
  * nothing else).  Built by ipc_bench.lua into BUILD/bench/chanproto.so.
  */
 #define _GNU_SOURCE
@@ -34,8 +44,8 @@
 struct shm_channel {
   uint32_t magic, capacity, msg_size, closed;
   uint32_t pad0[12];
-  uint32_t head, head_waiters;
-  uint32_t pad1[14];
+  uint32_t head, head_waiters, tail_seen;
+  uint32_t pad1[13];
   uint32_t tail, tail_waiters;
   uint32_t pad2[14];
 };
@@ -51,8 +61,9 @@ typedef struct Chan {
   struct shm_channel *h;
   unsigned char *ring;
   uint32_t cap, mask, max;
-  uint32_t head, tail, head_seen, tail_seen;
-  int64_t budget[2]; /* spin budgets: waiting on head, on tail */
+  uint32_t head, published, tail, tail_seen; /* published: head as last stored */
+  int recovered;                             /* the first send walked the stamps */
+  int64_t budget[2]; /* spin budgets: waiting for a stamp, for tail */
 } Chan;
 
 static int64_t now_ns(void) {
@@ -63,16 +74,25 @@ static int64_t now_ns(void) {
 
 static void relax(void) { __builtin_ia32_pause(); }
 
-/* Waits until *p != old (the rules of wait_change); returns the value, or
- * `old` when the channel is closed. */
-static uint32_t wait_change(Chan *c, uint32_t *p, uint32_t old, uint32_t *waiters,
-                            int64_t *budget) {
+static uint32_t *stamp_at(Chan *c, uint32_t pos) {
+  return (uint32_t *)(void *)(c->ring + pos);
+}
+
+/*
+ * Waits until *watch != old (the rules of wait_change): spins, yields, then
+ * sleeps on *sleep: reads it, counts itself in *waiters, re-checks *watch
+ * and FUTEX_WAITs on the value read (the peer changes *watch, then *sleep,
+ * then reads *waiters).  Returns the new value, or *watch as it is once the
+ * channel is closed.
+ */
+static uint32_t wait_change(Chan *c, uint32_t *watch, uint32_t old, uint32_t *sleep,
+                            uint32_t *waiters, int64_t *budget) {
   uint32_t v;
   int64_t t0 = now_ns(), b = *budget;
   if (b > 0) {
     for (int k = 1;; k++) {
       relax();
-      if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
+      if ((v = __atomic_load_n(watch, __ATOMIC_ACQUIRE)) != old) {
         int64_t t = now_ns() - t0;
         if (2 * t > *budget) *budget = 2 * t > SPIN_MAX_NS ? SPIN_MAX_NS : 2 * t;
         return v;
@@ -85,20 +105,25 @@ static uint32_t wait_change(Chan *c, uint32_t *p, uint32_t old, uint32_t *waiter
     int64_t t1 = now_ns();
     if (t1 - t0 > YIELD_MAX_NS + b) break;
     sched_yield();
-    if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
+    if ((v = __atomic_load_n(watch, __ATOMIC_ACQUIRE)) != old) {
       if (now_ns() - t1 < FAST_YIELD_NS)
         *budget = *budget == 0 ? SPIN_MIN_NS : *budget * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : *budget * 2;
       return v;
     }
   }
+  /* one sleeper of a kind: a count left by a killed predecessor is stale */
+  if (__atomic_load_n(waiters, __ATOMIC_RELAXED) != 0)
+    __atomic_store_n(waiters, 0, __ATOMIC_SEQ_CST);
   for (;;) {
     struct timespec ts = {0, 50000000};
-    if (__atomic_load_n(&c->h->closed, __ATOMIC_SEQ_CST)) return old;
+    if (__atomic_load_n(&c->h->closed, __ATOMIC_SEQ_CST))
+      return __atomic_load_n(watch, __ATOMIC_ACQUIRE);
+    uint32_t seen = __atomic_load_n(sleep, __ATOMIC_SEQ_CST);
     __atomic_add_fetch(waiters, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(p, __ATOMIC_SEQ_CST) == old)
-      syscall(SYS_futex, p, FUTEX_WAIT, old, &ts, NULL, 0);
+    if (__atomic_load_n(watch, __ATOMIC_SEQ_CST) == old)
+      syscall(SYS_futex, sleep, FUTEX_WAIT, seen, &ts, NULL, 0);
     __atomic_sub_fetch(waiters, 1, __ATOMIC_SEQ_CST);
-    if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) return v;
+    if ((v = __atomic_load_n(watch, __ATOMIC_ACQUIRE)) != old) return v;
   }
 }
 
@@ -106,6 +131,13 @@ static void notify(uint32_t *p, uint32_t v, uint32_t *waiters) {
   __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
   if (__atomic_load_n(waiters, __ATOMIC_SEQ_CST) != 0)
     syscall(SYS_futex, p, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Publishes c->head (step 5) if it moved since the last time. */
+static void publish_head(Chan *c) {
+  if (c->published == c->head) return;
+  c->published = c->head;
+  notify(&c->h->head, c->head, &c->h->head_waiters);
 }
 
 static int cp_open(lua_State *L) {
@@ -117,37 +149,55 @@ static int cp_open(lua_State *L) {
   c->cap = h->capacity;
   c->mask = c->cap - 1;
   c->max = c->cap / 2 - 4;
-  c->head = c->head_seen = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+  c->head = c->published = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
   c->tail = c->tail_seen = __atomic_load_n(&h->tail, __ATOMIC_ACQUIRE);
   c->budget[0] = c->budget[1] = 5000;
   return 1;
 }
 
-/* Waits for `want` bytes of room; 0 once closed. */
+/* Before the first send: walks the stamps from head to the first 0 (a
+ * producer killed between a stamp and its head store) and publishes. */
+static void recover(lua_State *L, Chan *c) {
+  uint32_t walked = 0;
+  for (;;) {
+    uint32_t pos = c->head & c->mask, s = __atomic_load_n(stamp_at(c, pos), __ATOMIC_ACQUIRE);
+    uint32_t step = s == WRAP ? c->cap - pos : (s + 6) & ~3u;
+    if (s == 0) break;
+    if ((s != WRAP && s - 1 > c->max) || (walked += step) > c->cap)
+      luaL_error(L, "corrupt stamp after head");
+    c->head += step;
+  }
+  publish_head(c);
+  c->recovered = 1;
+}
+
+/* Waits for `want` bytes of room at head (unpublished records are
+ * published before sleeping); 0 once closed. */
 static int room_for(Chan *c, uint32_t want) {
   while (c->cap - (c->head - c->tail_seen) < want) {
     uint32_t t = __atomic_load_n(&c->h->tail, __ATOMIC_ACQUIRE);
-    if (t == c->tail_seen)
-      t = wait_change(c, &c->h->tail, t, &c->h->tail_waiters, &c->budget[1]);
+    if (t == c->tail_seen) {
+      publish_head(c);
+      t = wait_change(c, &c->h->tail, t, &c->h->tail, &c->h->tail_waiters, &c->budget[1]);
+    }
     if (t == c->tail_seen) return 0; /* closed */
     c->tail_seen = t;
+    __atomic_store_n(&c->h->tail_seen, t, __ATOMIC_RELAXED);
   }
   return 1;
 }
 
-/* Writes one record at head (room checked); head not yet published. */
+/* Sends one record at head (steps 1 to 4); head not yet published. */
 static int put(Chan *c, const char *s, size_t len) {
   uint32_t n = (uint32_t)len, rec = (n + 7) & ~3u;
-  uint32_t pos = c->head & c->mask, room = c->cap - pos;
-  if (!room_for(c, rec <= room ? rec : room + rec)) return 0;
-  if (rec > room) {
-    memcpy(c->ring + pos, &(uint32_t){WRAP}, 4);
-    c->head += room;
-    pos = 0;
-  }
-  memcpy(c->ring + pos, &n, 4);
-  memcpy(c->ring + pos + 4, s, n);
-  c->head += rec;
+  uint32_t pos = c->head & c->mask, left = c->cap - pos;
+  uint32_t skip = rec <= left ? 0 : left, next = c->head + skip + rec;
+  if (!room_for(c, skip + rec + 4)) return 0;
+  __atomic_store_n(stamp_at(c, next & c->mask), 0, __ATOMIC_RELAXED);
+  memcpy(c->ring + (skip ? 0 : pos) + 4, s, n);
+  if (skip) __atomic_store_n(stamp_at(c, 0), n + 1, __ATOMIC_RELAXED);
+  __atomic_store_n(stamp_at(c, pos), skip ? WRAP : n + 1, __ATOMIC_RELEASE);
+  c->head = next;
   return 1;
 }
 
@@ -156,8 +206,9 @@ static int cp_send(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 2, &len);
   luaL_argcheck(L, c != NULL && len <= c->max, 2, "bad channel or message");
+  if (!c->recovered) recover(L, c);
   if (__atomic_load_n(&c->h->closed, __ATOMIC_RELAXED) || !put(c, s, len)) return 0;
-  notify(&c->h->head, c->head, &c->h->head_waiters);
+  publish_head(c);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -167,6 +218,7 @@ static int cp_send_batch(lua_State *L) {
   lua_Integer i, n;
   luaL_argcheck(L, c != NULL, 1, "channel expected");
   luaL_checktype(L, 2, LUA_TTABLE);
+  if (!c->recovered) recover(L, c);
   n = (lua_Integer)lua_rawlen(L, 2);
   for (i = 1; i <= n; i++) {
     size_t len;
@@ -174,47 +226,45 @@ static int cp_send_batch(lua_State *L) {
     lua_rawgeti(L, 2, i);
     s = lua_tolstring(L, -1, &len);
     luaL_argcheck(L, s != NULL && len <= c->max, 2, "bad message");
-    if (c->cap - (c->head - c->tail_seen) < (uint32_t)2 * ((uint32_t)len + 7))
-      notify(&c->h->head, c->head, &c->h->head_waiters); /* before waiting */
-    if (!put(c, s, len)) return 0;
+    if (!put(c, s, len)) {
+      publish_head(c);
+      return 0;
+    }
     lua_pop(L, 1);
   }
-  notify(&c->h->head, c->head, &c->h->head_waiters);
+  publish_head(c);
   lua_pushinteger(L, n);
   return 1;
 }
 
-/* Waits for data; 0 once closed and empty. */
+/* Waits for a stamp at tail: spins on it, sleeps on head; 0 once closed
+ * and empty. */
 static int data_ready(Chan *c) {
-  if (c->head_seen == c->tail) {
-    uint32_t h = __atomic_load_n(&c->h->head, __ATOMIC_ACQUIRE);
-    if (h == c->tail) h = wait_change(c, &c->h->head, h, &c->h->head_waiters, &c->budget[0]);
-    if (h == c->tail) h = __atomic_load_n(&c->h->head, __ATOMIC_ACQUIRE);
-    if (h == c->tail) return 0;
-    c->head_seen = h;
-  }
-  return 1;
+  uint32_t *st = stamp_at(c, c->tail & c->mask);
+  if (__atomic_load_n(st, __ATOMIC_ACQUIRE) != 0) return 1;
+  return wait_change(c, st, 0, &c->h->head, &c->h->head_waiters, &c->budget[0]) != 0;
 }
 
-/* Pushes the record at tail and advances tail (not yet published). */
-static void take(lua_State *L, Chan *c) {
-  uint32_t pos = c->tail & c->mask, n;
-  memcpy(&n, c->ring + pos, 4);
-  if (n == WRAP) {
+/* Pushes the record at tail and advances tail (not yet published);
+ * returns 0, pushing nothing, if there is none. */
+static int take(lua_State *L, Chan *c) {
+  uint32_t pos = c->tail & c->mask, s = __atomic_load_n(stamp_at(c, pos), __ATOMIC_ACQUIRE);
+  if (s == 0) return 0;
+  if (s == WRAP) {
     c->tail += c->cap - pos;
     pos = 0;
-    memcpy(&n, c->ring, 4);
+    s = __atomic_load_n(stamp_at(c, 0), __ATOMIC_ACQUIRE);
   }
-  if (n > c->max) luaL_error(L, "corrupt record");
-  lua_pushlstring(L, (const char *)c->ring + pos + 4, n);
-  c->tail += (n + 7) & ~3u;
+  if (s - 1 > c->max) luaL_error(L, "corrupt record");
+  lua_pushlstring(L, (const char *)c->ring + pos + 4, s - 1);
+  c->tail += (s + 6) & ~3u;
+  return 1;
 }
 
 static int cp_recv(lua_State *L) {
   Chan *c = lua_touserdata(L, 1);
   luaL_argcheck(L, c != NULL, 1, "channel expected");
-  if (!data_ready(c)) return 0;
-  take(L, c);
+  if (!data_ready(c) || !take(L, c)) return 0;
   notify(&c->h->tail, c->tail, &c->h->tail_waiters);
   return 1;
 }
@@ -225,14 +275,7 @@ static int cp_recv_batch(lua_State *L) {
   luaL_argcheck(L, c != NULL, 1, "channel expected");
   if (!data_ready(c)) return 0;
   lua_createtable(L, (int)(most < 256 ? most : 256), 0);
-  while (k < most) {
-    if (c->head_seen == c->tail) {
-      c->head_seen = __atomic_load_n(&c->h->head, __ATOMIC_ACQUIRE);
-      if (c->head_seen == c->tail) break;
-    }
-    take(L, c);
-    lua_rawseti(L, -2, ++k);
-  }
+  while (k < most && take(L, c)) lua_rawseti(L, -2, ++k);
   notify(&c->h->tail, c->tail, &c->h->tail_waiters);
   return 1;
 }
