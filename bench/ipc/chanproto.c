@@ -156,7 +156,8 @@ static int cp_open(lua_State *L) {
 }
 
 /* Before the first send: walks the stamps from head to the first 0 (a
- * producer killed between a stamp and its head store) and publishes. */
+ * producer killed between a stamp and its head store) and publishes head
+ * even if it did not move (one killed before its wake-up). */
 static void recover(lua_State *L, Chan *c) {
   uint32_t walked = 0;
   for (;;) {
@@ -167,7 +168,8 @@ static void recover(lua_State *L, Chan *c) {
       luaL_error(L, "corrupt stamp after head");
     c->head += step;
   }
-  publish_head(c);
+  c->published = c->head;
+  notify(&c->h->head, c->head, &c->h->head_waiters);
   c->recovered = 1;
 }
 

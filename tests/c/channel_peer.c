@@ -232,7 +232,9 @@ static size_t consume_one(uint64_t seq, uint32_t maxpay, int peek) {
  * Producer, before its first send: a producer killed between storing a
  * stamp (step 4) and publishing head (step 5) left head behind messages
  * that are sent.  Walks the stamps from head to the first 0 (the one step
- * 2 stored) and publishes head there.  Returns head.
+ * 2 stored) and publishes head there, even if it did not move: one killed
+ * after storing head and before its wake-up may have left the consumer
+ * asleep.  Returns head.
  */
 static uint32_t recover_head(uint32_t head) {
   uint32_t walked = 0, start = head;
@@ -250,7 +252,7 @@ static uint32_t recover_head(uint32_t head) {
     if (walked > cap) die(1, "no free stamp in the ring after head %u", start);
     head += step;
   }
-  if (head != start) notify(&ch->head, head, &ch->head_waiters);
+  notify(&ch->head, head, &ch->head_waiters);
   return head;
 }
 
