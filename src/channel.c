@@ -311,10 +311,11 @@ static void publish_head(const Ring *r, uint32_t head) {
  * sense or runs past the capacity, so it ends.
  */
 static uint32_t producer_head(lua_State *L, const Ring *r) {
-  uint32_t head = own_index(L, &r->h->head, "head"), h, tail;
+  uint32_t head = own_index(L, &r->h->head, "head"), h;
   if (r->b != NULL && r->b->repaired) return head;
-  tail = __atomic_load_n(&r->h->tail, __ATOMIC_ACQUIRE);
-  used_of(L, r, head, tail);
+  /* tail may be past head here: the consumer took the records the
+   * predecessor stamped; so the walk is bounded by the capacity, and tail
+   * checked against where it ends */
   for (h = head;;) {
     uint32_t pos = h & r->mask, w = __atomic_load_n(stamp_at(r, h), __ATOMIC_ACQUIRE);
     if (w == 0) break;
@@ -322,8 +323,11 @@ static uint32_t producer_head(lua_State *L, const Ring *r) {
       ch_error(L, "channel: corrupt stamp %I at offset %I after head",
                (lua_Integer)w, (lua_Integer)pos);
     h += w == WRAP ? r->cap - pos : rec_of(w - 1);
-    used_of(L, r, h, tail);
+    if (h - head > r->cap)
+      ch_error(L, "channel: corrupt stamps after head %I (more than the capacity)",
+               (lua_Integer)head);
   }
+  used_of(L, r, h, __atomic_load_n(&r->h->tail, __ATOMIC_ACQUIRE));
   /* publish even when head did not move: a predecessor killed after
    * storing head and before its wake-up left the consumer asleep
    * (tools/model/channel.pml, mutant 8) */

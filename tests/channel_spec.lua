@@ -606,11 +606,16 @@ describe("channel", function()
       ring[0] = 1000
       local tx2 = channel.attach(m, 0)
       raises("corrupt stamp 1000 at offset 0 after head", tx2.send, tx2, "x")
-      -- stamps that run past the capacity from tail raise instead of looping
+      -- stamps that run on past the capacity raise instead of looping
       for i = 0, 63 do ring[i] = 1 end      -- empty records everywhere
       local tx3 = channel.attach(m, 0)
-      raises("corrupt indices", tx3.send, tx3, "x")
+      raises("corrupt stamps after head 0 (more than the capacity)", tx3.send, tx3, "x")
       assert.equal(0, hv.head)
+      -- a head that the walk leaves further than the capacity from tail
+      for i = 0, 63 do ring[i] = 0 end
+      hv.head, hv.tail = 0, 1024
+      local tx4 = channel.attach(m, 0)
+      raises("corrupt indices", tx4.send, tx4, "x")
     end)
 
     it("a successor producer publishes the head a killed one left behind its stamp", function()
@@ -628,6 +633,18 @@ describe("channel", function()
       assert.equal("two", rx:recv(0))
       assert.equal("three", rx:recv(0))
       assert.is_nil(rx:try_recv())
+      -- killed again after stamping; the consumer takes the record before
+      -- a successor comes: tail is past head until then
+      assert(successor:send("3.5", 0))
+      shm.atomic_store(tx.hv, "head", 28)
+      assert.equal("3.5", rx:recv(0))
+      assert.equal(0, tx:pending_bytes())
+      local third = channel.attach(m, 0)
+      assert(third:send("3.75", 0))
+      assert.equal("3.75", rx:recv(0))
+      shm.atomic_store(tx.hv, "head", 28)   -- as before "3.5" was sent
+      shm.atomic_store(tx.hv, "tail", 28)
+      shm.fill(shm.view(m, "uint32_t[64]", channel.HEADER), 0, 256)
       -- the unbound function checks every call
       assert(tx:send("four", 0))
       shm.atomic_store(tx.hv, "head", 28)

@@ -166,9 +166,12 @@ local function setup(m, offset, hv)
     shm.futex_wake(hv, "tail", "all")
   end
 
-  --- Bytes published and not yet consumed.
+  --- Bytes published and not yet consumed (0 while a killed producer's
+  -- last records are consumed and its successor has not sent yet: tail is
+  -- then past head).
   function ch.pending_bytes()
-    return (atomic_load(hv, "head") - atomic_load(hv, "tail")) & M32
+    local d = (atomic_load(hv, "head") - atomic_load(hv, "tail")) & M32
+    return d <= cap and d or 0
   end
 
   return ch
