@@ -16,8 +16,11 @@
 --   time and cut into messages.
 -- Also, for comparison, a C prototype of the channel's send/recv and
 -- send_batch/recv_batch (bench/ipc/chanproto.c, built here into
--- BUILD_DIR/bench/chanproto.so): same protocol and layout, one C call per
--- operation; it shows what moving channel.lua's hot paths into C gives.
+-- BUILD_DIR/bench/chanproto.so): same protocol (version 2) and layout, one
+-- C call per operation, but no checks and its indices kept in private
+-- memory; it shows how much of the channel's cost is the protocol itself
+-- (cache lines crossing CPUs) and how much the checked, stateless C path
+-- of src/channel.c.
 -- The shmlua sides are bench/ipc/peer.lua.  Figures are medians of the
 -- runs' means; spinning on one CPU costs a time slice per exchange, so
 -- every run is capped in time.  Prints the table, the ratios and whether
