@@ -339,11 +339,20 @@ static void opt_range(lua_State *L, Mapping *m, int idx, size_t *off,
                (lua_Integer)*off, range_end(*off, *len), (lua_Integer)m->size);
 }
 
+/* The failure triple of `call` on [p, p + len), saying which range:
+ * "call(0xADDRESS, LENGTH): ENAME: text", as mmap's. */
+static int range_fail(lua_State *L, const char *call, const void *p, size_t len,
+                      int err) {
+  char arg[64];
+  snprintf(arg, sizeof arg, "0x%" PRIxPTR ", %zu", (uintptr_t)p, len);
+  return shm_fail(L, call, arg, err);
+}
+
 static int map_mprotect(lua_State *L) {
   Mapping *m = shm_checkmapping(L, 1);
   int prot = shm_checkint(L, 2);
   if (mprotect(m->base, m->maplen, prot) != 0)
-    return shm_fail(L, "mprotect", NULL, errno);
+    return range_fail(L, "mprotect", m->base, m->maplen, errno);
   m->prot = prot;
   lua_pushboolean(L, 1);
   return 1;
@@ -355,7 +364,7 @@ static int map_msync(lua_State *L) {
   size_t off, len;
   opt_range(L, m, 3, &off, &len);
   if (msync(m->addr + off, len, flags) != 0)
-    return shm_fail(L, "msync", NULL, errno);
+    return range_fail(L, "msync", m->addr + off, len, errno);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -369,7 +378,7 @@ static int map_madvise(lua_State *L) {
                 "MADV_HWPOISON and MADV_SOFT_OFFLINE are not allowed");
   opt_range(L, m, 3, &off, &len);
   if (madvise(m->addr + off, len, advice) != 0)
-    return shm_fail(L, "madvise", NULL, errno);
+    return range_fail(L, "madvise", m->addr + off, len, errno);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -378,7 +387,8 @@ static int map_mlock(lua_State *L) {
   Mapping *m = shm_checkmapping(L, 1);
   size_t off, len;
   opt_range(L, m, 2, &off, &len);
-  if (mlock(m->addr + off, len) != 0) return shm_fail(L, "mlock", NULL, errno);
+  if (mlock(m->addr + off, len) != 0)
+    return range_fail(L, "mlock", m->addr + off, len, errno);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -388,7 +398,7 @@ static int map_munlock(lua_State *L) {
   size_t off, len;
   opt_range(L, m, 2, &off, &len);
   if (munlock(m->addr + off, len) != 0)
-    return shm_fail(L, "munlock", NULL, errno);
+    return range_fail(L, "munlock", m->addr + off, len, errno);
   lua_pushboolean(L, 1);
   return 1;
 }
