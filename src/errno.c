@@ -609,7 +609,11 @@ H(EEXIST,
   "it, open without O_EXCL; to avoid clashes, put the pid or a random part "
   "in the name. mmap with MAP_FIXED_NOREPLACE: the range [addr, addr+length) "
   "is already mapped (see /proc/self/maps), so pick another address, pass "
-  "nil to let the kernel choose, or unmap what is there first.")
+  "nil to let the kernel choose, or unmap what is there first. mmap with "
+  "MAP_FIXED: part of the range holds memory that is not one of this "
+  "runtime's live mappings (the Lua heap, the program, a library, a stack, "
+  "a faulted mapping), which shmlua never replaces; free pages and our own "
+  "mappings may be replaced.")
 #endif
 #ifdef EXDEV
 H(EXDEV,

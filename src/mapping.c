@@ -210,21 +210,57 @@ static void map_register(lua_State *L, Mapping *m, void *p, size_t len,
   lua_pop(L, 1);
 }
 
-/* Is every byte of [a, a+len) inside a live mapping of ours? */
-static int covered_by_own(uintptr_t a, size_t len) {
-  uintptr_t end = a + len;
-  while (a < end) {
-    Mapping *m;
-    uintptr_t next = a;
-    for (m = live_head; m != NULL; m = m->next) {
-      uintptr_t b = (uintptr_t)m->base;
-      if (m->addr != NULL && a >= b && a < b + m->maplen) {
-        next = b + m->maplen;
-        break;
+/* The live mapping of ours holding address a, or NULL. */
+static Mapping *own_at(uintptr_t a) {
+  Mapping *m;
+  for (m = live_head; m != NULL; m = m->next) {
+    uintptr_t b = (uintptr_t)m->base;
+    if (m->addr != NULL && a >= b && a < b + m->maplen) return m;
+  }
+  return NULL;
+}
+
+/* The lowest start of a live mapping of ours in (a, end), else end. */
+static uintptr_t next_own(uintptr_t a, uintptr_t end) {
+  Mapping *m;
+  for (m = live_head; m != NULL; m = m->next) {
+    uintptr_t b = (uintptr_t)m->base;
+    if (m->addr != NULL && b > a && b < end) end = b;
+  }
+  return end;
+}
+
+/*
+ * Claims the gaps of [a, a+len) (page-aligned) that none of our mappings
+ * covers, each with a PROT_NONE placeholder mapped MAP_FIXED_NOREPLACE: it
+ * fails if a gap holds anything (foreign memory).  Returns 1 when every gap
+ * was free and is now claimed (the caller's MAP_FIXED replaces the
+ * placeholders), else 0 with the placeholders it made removed again.
+ * undo != 0 only removes the placeholders of a claim that succeeded.
+ */
+static int claim_gaps(uintptr_t a, size_t len, int undo) {
+  uintptr_t x = a, end = a + len;
+  while (x < end) {
+    Mapping *m = own_at(x);
+    uintptr_t gap_end;
+    void *p;
+    if (m != NULL) {
+      x = (uintptr_t)m->base + m->maplen;
+      continue;
+    }
+    gap_end = next_own(x, end);
+    if (undo) {
+      munmap((void *)x, gap_end - x);
+    } else {
+      p = mmap((void *)x, gap_end - x, PROT_NONE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+      if (p != (void *)x) {
+        if (p != MAP_FAILED) munmap(p, gap_end - x); /* taken as a hint */
+        if (x > a) claim_gaps(a, x - a, 1);
+        return 0;
       }
     }
-    if (next == a) return 0;
-    a = next;
+    x = gap_end;
   }
   return 1;
 }
@@ -250,9 +286,10 @@ static void invalidate_overlapping(uintptr_t a, size_t len, const Mapping *keep)
 
 /*
  * mmap with MAP_FIXED that cannot replace foreign memory: first
- * MAP_FIXED_NOREPLACE; if the range is taken and all of it is our own
- * mappings, replace them (MAP_FIXED) and invalidate their objects;
- * otherwise fail with EEXIST.
+ * MAP_FIXED_NOREPLACE; if the range is taken, and every page of it is
+ * either one of our own mappings or free (claimed by claim_gaps), replace
+ * them (MAP_FIXED; the caller invalidates the replaced objects);
+ * otherwise fail with EEXIST, having changed nothing.
  */
 static void *mmap_fixed(void *addr, size_t len, int prot, int flags, int fd,
                         off_t off) {
@@ -264,11 +301,17 @@ static void *mmap_fixed(void *addr, size_t len, int prot, int flags, int fd,
     return MAP_FAILED;
   }
   if (p != MAP_FAILED || errno != EEXIST) return p;
-  if (!covered_by_own((uintptr_t)addr, page_round(len))) {
+  if (!claim_gaps((uintptr_t)addr, page_round(len), 0)) {
     errno = EEXIST;
     return MAP_FAILED;
   }
-  return mmap(addr, len, prot, base | MAP_FIXED, fd, off);
+  p = mmap(addr, len, prot, base | MAP_FIXED, fd, off);
+  if (p == MAP_FAILED) { /* bad fd, offset...: give the gaps back */
+    int e = errno;
+    claim_gaps((uintptr_t)addr, page_round(len), 1);
+    errno = e;
+  }
+  return p;
 }
 
 /*

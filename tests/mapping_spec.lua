@@ -463,6 +463,38 @@ describe("mapping.c", function()
       assert.equal(0, #u.mapped(a + 2 * PS, 2 * PS))
     end)
 
+    it("grows our mapping into the free pages after it", function()
+      local a = u.free_address(4 * PS)
+      local small = keep(assert(shm.mmap(a, PS, RW, ANON | shm.MAP_FIXED_NOREPLACE)))
+      small:write(0, "x")
+      local big = keep(assert(shm.mmap(a, 3 * PS, RW, ANON | shm.MAP_FIXED)))
+      assert.equal(a, big:addr())
+      raises("unmapped", small.read, small, 0, 1)
+      assert.equal("\0", big:read(0, 1))        -- a fresh anonymous mapping
+      big:write(3 * PS - 1, "z")
+      assert.equal(1, #u.mapped(a, 3 * PS))
+      assert.equal(0, #u.mapped(a + 3 * PS, PS))
+    end)
+
+    it("refuses a range of ours, free pages and anything else, and claims nothing", function()
+      local fd = memfd("foreign", PS)
+      local a = u.free_address(4 * PS)
+      local mine = keep(assert(shm.mmap(a, PS, RW, ANON | shm.MAP_FIXED_NOREPLACE)))
+      mine:write(0, "mine")
+      -- a faulted mapping: still mapped, no longer one we may replace
+      local f = keep(assert(shm.mmap(a + 2 * PS, 2 * PS, RW,
+                                     shm.MAP_SHARED | shm.MAP_FIXED_NOREPLACE, fd, 0)))
+      raises("SIGBUS", f.read, f, PS, 1)
+      fail(mmap_prefix(a, 4 * PS), E.EEXIST, keep(shm.mmap(a, 4 * PS, RW, ANON | shm.MAP_FIXED)))
+      assert.equal("mine", mine:read(0, 4))       -- ours untouched
+      assert.equal(0, #u.mapped(a + PS, PS))      -- the free page was given back
+      assert.is_true(#u.mapped(a + 2 * PS, 2 * PS) >= 1)  -- still there (split by the SIGBUS guard's page)
+      -- a bad descriptor fails after the claim: the free page is given back too
+      fail(mmap_prefix(a, 2 * PS), E.EBADF,
+           keep(shm.mmap(a, 2 * PS, RW, shm.MAP_SHARED | shm.MAP_FIXED, 12345, 0)))
+      assert.equal(0, #u.mapped(a + PS, PS))
+    end)
+
     it("replaces two adjacent mappings of ours at once", function()
       local base = anon(4 * PS)
       local a = base:addr()
