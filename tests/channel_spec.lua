@@ -548,21 +548,45 @@ describe("channel", function()
       raises(nil, brecv, nil, 0)
     end)
 
-    it("checks the shared header on every call", function()
+    it("checks the shared header on every unbound call", function()
       local tx = channel.new(m, 0, 256)
       local hv = tx.hv
-      assert(tx:send("fine"))
+      assert(shm.channel_send(hv, "fine"))
       hv.capacity = 100
-      raises("corrupt header", tx.send, tx, "x")
-      raises("corrupt header", tx.recv, tx, 0)
+      raises("corrupt header", shm.channel_send, hv, "x")
+      raises("corrupt header", shm.channel_recv, hv, 0)
       hv.capacity = 1 << 20                -- past the end of the mapping
-      raises("do not lie in one live", tx.send, tx, "x")
-      raises("do not lie in one live", tx.try_recv, tx)
+      raises("do not lie in one live", shm.channel_send, hv, "x")
+      raises("do not lie in one live", shm.channel_try_recv, hv)
+      raises("is corrupt", channel.attach, m, 0)
       hv.capacity = 256
       hv.msg_size = 200
-      raises("corrupt header", tx.send, tx, "x")
+      raises("corrupt header", shm.channel_send, hv, "x")
+      raises("corrupt header", shm.channel_bind, hv)
       hv.msg_size = 0
-      assert.equal("fine", tx:recv(0))
+      hv.magic = 0
+      raises("bad magic", shm.channel_recv, hv, 0)
+      hv.magic = channel.MAGIC
+      assert.equal("fine", shm.channel_recv(hv, 0))
+    end)
+
+    it("bound methods keep the header they checked; shared memory cannot widen them", function()
+      local tx = channel.new(m, 0, 256)
+      local rx = channel.attach(m, 0)
+      local hv = tx.hv
+      m:fill(channel.HEADER + 256, 1024, 0x5a)   -- just past the ring
+      hv.capacity = 1 << 20                -- would reach past the mapping
+      hv.msg_size = 7
+      hv.magic = 0
+      local big = ("b"):rep(124)           -- the maximum of a 256-byte ring
+      assert.is_true(tx:send(big, 0))
+      raises("exceeds the maximum of 124", tx.send, tx, big .. "!")
+      assert.equal(big, rx:recv(0))
+      for i = 1, 100 do                    -- laps of the 256-byte ring only
+        assert.is_true(tx:send(("%03d"):format(i) .. big:sub(4), 0))
+        assert.equal(("%03d"):format(i), rx:recv(0):sub(1, 3))
+      end
+      assert.equal(("\x5a"):rep(1024), m:read(channel.HEADER + 256, 1024))
     end)
 
     it("checks indices and records read from shared memory", function()
