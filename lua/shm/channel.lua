@@ -70,10 +70,13 @@
 -- channel_try_recv, channel_recv_batch, all on the header view hv; the
 -- methods are these bound to hv by shm.channel_bind): one Lua->C call a
 -- message.  They keep no state but the header: each call reads the
--- indices from it and checks everything it reads from shared memory (the
--- magic, capacity, msg_size, indices and stamps, and that header and ring
--- lie in one live mapping), so a corrupt channel raises instead of reading
--- or writing outside the ring.
+-- indices from it and checks everything it reads from shared memory
+-- (indices and stamps; the magic, capacity and msg_size, and that header
+-- and ring lie in one live mapping, every unbound call, and once when
+-- bound: the methods keep the capacity and msg_size they checked, which
+-- the protocol never changes, and check every call that the mapping is
+-- still live and writable), so a corrupt channel raises instead of
+-- reading or writing outside the ring.
 --
 -- Crash recovery, exactly: a message is sent once its stamp is stored
 -- (step 4) and consumed once recv has published tail (after copying the
