@@ -134,7 +134,12 @@ local function wait_for(self, op, deadline, want, want2)
   local v = self.v
   local s = shm.atomic_load(v, "state")
   while s ~= want and s ~= want2 do
-    if v.closed ~= 0 then return fail(op, EPIPE, "mailbox closed") end
+    if shm.atomic_load(v, "closed") ~= 0 then
+      -- a state posted just before the close still counts
+      s = shm.atomic_load(v, "state")
+      if s == want or s == want2 then break end
+      return fail(op, EPIPE, "mailbox closed")
+    end
     local slice = SLICE
     if deadline then
       local left = (deadline - shm.clock()) / 1e9
@@ -166,7 +171,7 @@ function Mailbox:call(request, timeout)
   local s, err, code = wait_for(self, "call", deadline, M.IDLE, M.REPLY)
   if not s then return nil, err, code end
   if s == M.REPLY then shm.notify(v, "state", M.IDLE, "waiters") end
-  if v.closed ~= 0 then return fail("call", EPIPE, "mailbox closed") end
+  if shm.atomic_load(v, "closed") ~= 0 then return fail("call", EPIPE, "mailbox closed") end
   self.m:write(self.req, request)
   v.req_len = #request
   v.seq = (v.seq + 1) & 0xFFFFFFFF
