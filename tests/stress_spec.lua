@@ -92,6 +92,18 @@ local function consume(rx, first, count, maxpay, record, batch)
 end
 ]]
 
+-- Kill points: `kills` distinct random sequence numbers in 2 .. total - 1,
+-- sorted.
+local function kill_points(kills, total)
+  local at, points = {}, {}
+  while #points < kills do
+    local p = math.random(2, total - 1)
+    if not at[p] then at[p] = true points[#points + 1] = p end
+  end
+  table.sort(points)
+  return points
+end
+
 describe("stress", function()
   local fd, m, children
 
@@ -189,13 +201,7 @@ describe("stress", function()
         shm.atomic_store(slot, "done", 1)
       ]], kills + 1, SLOTS, i, MAXPAY, MAXPAY)
     end
-    -- kill points: distinct random sequence numbers, sorted
-    local at, points = {}, {}
-    while #points < kills do
-      local p = math.random(2, total - 1)
-      if not at[p] then at[p] = true points[#points + 1] = p end
-    end
-    table.sort(points)
+    local points = kill_points(kills, total)
     local c = consumer(0)
     local t0, k, seq = shm.clock(), 1, 1
     for i = 1, kills do
@@ -260,12 +266,7 @@ describe("stress", function()
         shm.atomic_store(progress, "done", 1)
       ]], PROGRESS, total, MAXPAY)
     end
-    local at, points = {}, {}
-    while #points < kills do
-      local p = math.random(2, total - 1)
-      if not at[p] then at[p] = true points[#points + 1] = p end
-    end
-    table.sort(points)
+    local points = kill_points(kills, total)
     local c = producer()
     local t0, k, prev, repeats, kills_since = shm.clock(), 1, 0, 0, 0
     while prev < total do
