@@ -76,6 +76,65 @@ describe("channel", function()
   end)
 
   describe("in one process", function()
+    it("agrees with a plain FIFO over random operations on small rings", function()
+      -- every operation, size and capacity mixed; a Lua list is the model
+      local seed = os.time()
+      math.randomseed(seed)
+      for _, cap in ipairs { 64, 128, 256, 1024 } do
+        for _, fixed in ipairs { 0, 12 } do
+          local tx = channel.new(m, 0, cap, fixed)
+          local rx = channel.attach(m, 0)
+          local fifo, first, last, n = {}, 1, 0, 0
+          local function rec(len) return 4 + (len + 3) // 4 * 4 end
+          local function msg()
+            n = n + 1
+            local len = fixed > 0 and fixed or math.random(0, cap // 2 - 4)
+            return (("%08d"):format(n) .. ("x"):rep(len)):sub(1, len)
+          end
+          for step = 1, 3000 do
+            local op = math.random(6)
+            local where = ("seed %d, cap %d, fixed %d, step %d"):format(seed, cap, fixed, step)
+            if op == 1 or op == 2 then
+              local s = msg()
+              local pending = tx:pending_bytes()   -- records and wrap skips
+              local ok = tx:try_send(s)
+              if ok then last = last + 1 fifo[last] = s end
+              -- a record, a wrap skip (< the record) and the next stamp
+              -- always fit in 2 records' bytes: refusing that is wrong
+              if not ok and pending + 2 * rec(#s) <= cap then error("refused with room: " .. where) end
+            elseif op == 3 then
+              local list = {}
+              for i = 1, math.random(0, 3) do list[i] = msg() end
+              local sent = select(4, tx:send_batch(list, 0)) or #list
+              for i = 1, sent do last = last + 1 fifo[last] = list[i] end
+            elseif op == 4 or op == 5 then
+              local got = rx:try_recv()
+              if got ~= fifo[first] then
+                error(("try_recv %q, expected %q: %s"):format(tostring(got), tostring(fifo[first]), where))
+              end
+              if got then fifo[first] = nil first = first + 1 end
+            else
+              local k = math.random(1, 4)
+              if first <= last then
+                local list = assert(rx:recv_batch(k, 0))
+                for i = 1, #list do
+                  if list[i] ~= fifo[first] then error("recv_batch differs: " .. where) end
+                  fifo[first] = nil first = first + 1
+                end
+                if #list < math.min(k, last - first + 1 + #list) then error("recv_batch short: " .. where) end
+              end
+            end
+            if first > last and tx:pending_bytes() ~= 0 then error("pending after empty: " .. where) end
+          end
+          while first <= last do
+            assert.equal(fifo[first], rx:recv(0))
+            first = first + 1
+          end
+          assert.is_nil(rx:try_recv())
+        end
+      end
+    end)
+
     it("carries messages of every size from 0 to the maximum, in order", function()
       local tx = channel.new(m, 0, 256)
       local rx = channel.attach(m, 0)
