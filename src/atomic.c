@@ -544,8 +544,10 @@ static int opt_waiters(lua_State *L, int idx, int write, const Field *f,
  * The adaptive wait itself, for wait_change and channel.c: waits until the
  * 32-bit word *p no longer holds `old` (timeout_ns < 0: forever; 0: one
  * look), counting itself in the integer at `w` (wsize bytes: 1/2/4/8; NULL:
- * none) while it sleeps.  Returns 0 with the new value in *newval, or
- * ETIMEDOUT, or the errno of a failed FUTEX_WAIT (EINTR...).
+ * none) while it sleeps, on the futex word *f (NULL: on p; see
+ * shm_wait32_on), which also keys the spin budget.  Returns 0 with the new
+ * value in *newval, or ETIMEDOUT, or the errno of a failed FUTEX_WAIT
+ * (EINTR...).
  */
 static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
                      void *w, int wsize, uint32_t *newval) {
