@@ -861,6 +861,21 @@ static int mutex_init(lua_State *L) {
 }
 
 /*
+ * What lock and trylock return for rc, the result of `call` on mu: the
+ * failure triple, or (held now, recorded) true, or "owner_died".
+ */
+static int lock_result(lua_State *L, pthread_mutex_t *mu, const Mapping *map,
+                       int rc, const char *call) {
+  if (rc != 0 && rc != EOWNERDEAD) return shm_fail(L, call, lua_tostring(L, 2), rc);
+  held_add(L, mu, map);
+  if (rc == EOWNERDEAD)
+    lua_pushliteral(L, "owner_died");
+  else
+    lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
  * shm.mutex_lock(v, m [, timeout_s])
  *   -> true | "owner_died" | nil, msg, errno
  * "owner_died": the previous owner died holding it; the caller holds it now,
@@ -883,15 +898,8 @@ static int mutex_lock(lua_State *L) {
     struct timespec abs = ns_to_timespec(now_ns() + tns);
     rc = pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, &abs);
   }
-  if (rc != 0 && rc != EOWNERDEAD)
-    return shm_fail(L, tns < 0 ? "pthread_mutex_lock" : "pthread_mutex_clocklock",
-                    lua_tostring(L, 2), rc);
-  held_add(L, mu, map);
-  if (rc == EOWNERDEAD)
-    lua_pushliteral(L, "owner_died");
-  else
-    lua_pushboolean(L, 1);
-  return 1;
+  return lock_result(L, mu, map, rc,
+                     tns < 0 ? "pthread_mutex_lock" : "pthread_mutex_clocklock");
 }
 
 /*
@@ -910,14 +918,7 @@ static int mutex_trylock(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  if (rc != 0 && rc != EOWNERDEAD)
-    return shm_fail(L, "pthread_mutex_trylock", lua_tostring(L, 2), rc);
-  held_add(L, mu, map);
-  if (rc == EOWNERDEAD)
-    lua_pushliteral(L, "owner_died");
-  else
-    lua_pushboolean(L, 1);
-  return 1;
+  return lock_result(L, mu, map, rc, "pthread_mutex_trylock");
 }
 
 /*

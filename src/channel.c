@@ -381,10 +381,11 @@ static uint32_t put(const Ring *r, uint32_t head, const char *msg, size_t n) {
 }
 
 /*
- * shm.channel_send(hv, msg [, timeout_s]) -> true | nil, msg, errno
- * Sends msg, waiting for room at most timeout_s (nil: forever).
+ * The body of send and try_send (op): sends the message at 2, waiting for
+ * room at most the timeout at 3 (try_send: not at all, and a full ring
+ * gives false instead of ETIMEDOUT).
  */
-static int channel_send(lua_State *L) {
+static int send_one(lua_State *L, const char *op, int try) {
   Ring r;
   size_t n;
   const char *msg;
@@ -392,44 +393,37 @@ static int channel_send(lua_State *L) {
   uint32_t head, want;
   ring_check(L, &r);
   msg = check_msg(L, 2, &r, &n);
-  tns = opt_timeout(L, 3);
-  if (is_closed(&r)) return ch_fail(L, "send", EPIPE);
+  tns = try ? 0 : opt_timeout(L, 3);
+  if (is_closed(&r)) return ch_fail(L, op, EPIPE);
   head = producer_head(L, &r);
   want = want_of(&r, head, rec_of(n));
   if (!has_room(L, &r, head, want)) {
-    int err = wait_room(L, &r, head, want, tns, &deadline);
-    if (err != 0) return ch_fail(L, "send", err);
+    int err;
+    if (try) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    if ((err = wait_room(L, &r, head, want, tns, &deadline)) != 0)
+      return ch_fail(L, op, err);
   }
   head = put(&r, head, msg, n);
-  shm_checkfault(L, r.m, "channel:send");
+  shm_checkfault(L, r.m, try ? "channel:try_send" : "channel:send");
   publish_head(&r, head);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 /*
+ * shm.channel_send(hv, msg [, timeout_s]) -> true | nil, msg, errno
+ * Sends msg, waiting for room at most timeout_s (nil: forever).
+ */
+static int channel_send(lua_State *L) { return send_one(L, "send", 0); }
+
+/*
  * shm.channel_try_send(hv, msg) -> true | false | nil, msg, EPIPE
  * Sends msg if there is room now; false when the ring is full.
  */
-static int channel_try_send(lua_State *L) {
-  Ring r;
-  size_t n;
-  const char *msg;
-  uint32_t head;
-  ring_check(L, &r);
-  msg = check_msg(L, 2, &r, &n);
-  if (is_closed(&r)) return ch_fail(L, "try_send", EPIPE);
-  head = producer_head(L, &r);
-  if (!has_room(L, &r, head, want_of(&r, head, rec_of(n)))) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  head = put(&r, head, msg, n);
-  shm_checkfault(L, r.m, "channel:try_send");
-  publish_head(&r, head);
-  lua_pushboolean(L, 1);
-  return 1;
-}
+static int channel_try_send(lua_State *L) { return send_one(L, "try_send", 1); }
 
 /*
  * shm.channel_send_batch(hv, list [, timeout_s])

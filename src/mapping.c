@@ -426,25 +426,20 @@ static int map_madvise(lua_State *L) {
   return 1;
 }
 
-static int map_mlock(lua_State *L) {
+/* m:mlock / m:munlock ([off, len]): fn on the range, named `call`. */
+static int lock_range(lua_State *L, int (*fn)(const void *, size_t),
+                      const char *call) {
   Mapping *m = shm_checkmapping(L, 1);
   size_t off, len;
   opt_range(L, m, 2, &off, &len);
-  if (mlock(m->addr + off, len) != 0)
-    return range_fail(L, "mlock", m->addr + off, len, errno);
+  if (fn(m->addr + off, len) != 0)
+    return range_fail(L, call, m->addr + off, len, errno);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-static int map_munlock(lua_State *L) {
-  Mapping *m = shm_checkmapping(L, 1);
-  size_t off, len;
-  opt_range(L, m, 2, &off, &len);
-  if (munlock(m->addr + off, len) != 0)
-    return range_fail(L, "munlock", m->addr + off, len, errno);
-  lua_pushboolean(L, 1);
-  return 1;
-}
+static int map_mlock(lua_State *L) { return lock_range(L, mlock, "mlock"); }
+static int map_munlock(lua_State *L) { return lock_range(L, munlock, "munlock"); }
 
 static int map_mlockall(lua_State *L) {
   if (mlockall(shm_checkint(L, 1)) != 0)

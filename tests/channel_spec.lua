@@ -17,6 +17,16 @@ local SIZE = 1 << 16
 -- Seconds since t0 (a shm.clock() value).
 local function since(t0) return (shm.clock() - t0) / 1e9 end
 
+-- Polls (bounded: 30 s) until a child counts itself asleep in the waiters
+-- field `field` of header view hv, which it does right before FUTEX_WAIT.
+local function await_sleeper(hv, field)
+  local deadline = shm.clock() + 30e9
+  while shm.atomic_load(hv, field) == 0 do
+    assert.is_true(shm.clock() < deadline, "the child never slept")
+    shm.sleep(0.001)
+  end
+end
+
 describe("channel", function()
   local fd, m, children
 
@@ -450,13 +460,7 @@ describe("channel", function()
         local msg = assert(rx:recv(30))
         io.write(msg)
       ]])
-      -- wait (bounded) until the child sleeps: it announces that in
-      -- head_waiters before FUTEX_WAIT
-      local deadline = shm.clock() + 30e9
-      while shm.atomic_load(tx.hv, "head_waiters") == 0 do
-        assert.is_true(shm.clock() < deadline, "the child never slept")
-        shm.sleep(0.001)
-      end
+      await_sleeper(tx.hv, "head_waiters")
       local t0 = shm.clock()
       assert(tx:send("wake up"))
       assert.equal("wake up", ipc.expect_ok(c, 30))
@@ -471,11 +475,7 @@ describe("channel", function()
         for i = 1, 4 do assert(tx:send(("%%012d"):format(i), 30)) end
         assert(tx:send("fifth", 30))
       ]])
-      local deadline = shm.clock() + 30e9
-      while shm.atomic_load(rx.hv, "tail_waiters") == 0 do
-        assert.is_true(shm.clock() < deadline, "the child never slept")
-        shm.sleep(0.001)
-      end
+      await_sleeper(rx.hv, "tail_waiters")
       assert.equal(48, rx:pending_bytes())   -- the fourth needs 16 + 4 bytes
       assert.equal(("%012d"):format(1), rx:recv(0))
       ipc.expect_ok(c, 30)
@@ -491,11 +491,7 @@ describe("channel", function()
         if ok or code ~= shm.EPIPE then die("expected EPIPE, got %%s", tostring(err)) end
         io.write(err)
       ]])
-      local deadline = shm.clock() + 30e9
-      while shm.atomic_load(tx.hv, "head_waiters") == 0 do
-        assert.is_true(shm.clock() < deadline, "the child never slept")
-        shm.sleep(0.001)
-      end
+      await_sleeper(tx.hv, "head_waiters")
       local t0 = shm.clock()
       tx:close()
       assert.equal("channel:recv: EPIPE: channel closed", ipc.expect_ok(c, 30))
