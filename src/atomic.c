@@ -53,16 +53,6 @@
 
 /* ---- small helpers */
 
-static void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield" ::: "memory");
-#else
-  __asm__ __volatile__("" ::: "memory");
-#endif
-}
-
 static int64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -568,7 +558,7 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
   if (budget > 0) {
     int64_t end = deadline - t0 < budget ? deadline : t0 + budget;
     for (k = 1;; k++) {
-      cpu_relax();
+      shm_cpu_relax();
       if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
         t = now_ns() - t0;
         if (t > budget + SPIN_MIN_NS) /* preempted while spinning: the CPU */

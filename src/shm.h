@@ -143,4 +143,15 @@ int shm_wait32_on(uint32_t *p, uint32_t old, uint32_t *f, int64_t timeout_ns,
  */
 long shm_notify32(uint32_t *p, uint32_t x, uint32_t *waiters);
 
+/* A spin-wait hint to the CPU (pause on x86, yield on arm64). */
+static inline void shm_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield" ::: "memory");
+#else
+  __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
 #endif

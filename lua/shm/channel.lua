@@ -43,7 +43,10 @@
 --   1. room: head + (wrap skip) + rec + 4 - tail <= capacity, judged from
 --      tail_seen, re-reading tail (and storing it in tail_seen) only when
 --      tail_seen says there is no room: the producer does not touch the
---      consumer's line while the ring has room;
+--      consumer's line while the ring has room (and, when its last look
+--      found the ring nearly full, a method that may wait spins 1 us
+--      before looking again, so that it finds room for several records,
+--      not one: src/channel.c, has_room);
 --   2. store 0 at q (the next record's stamp: the consumer will stop there);
 --   3. write the payload (at 0 + 4 when wrapping, whose stamp is also
 --      written before step 4);
