@@ -301,8 +301,9 @@ static uint32_t want_of(const Ring *r, uint32_t head, uint32_t rec) {
  * ROOM_PAUSE_NS without touching tail: the consumer, which has most of the
  * ring to read, frees several records meanwhile, and the producer then
  * writes them in one go.  This raised send/recv throughput by about 10%
- * (bench/ipc_bench.lua); a send waits at most that much longer than room
- * takes to appear.
+ * (bench/ipc_bench.lua).  The cost: such a send may return up to 1 us
+ * later than it could have (also once after the consumer drained the ring
+ * while the producer was away, as full is only updated on a look).
  */
 static int has_room(lua_State *L, const Ring *r, uint32_t head, uint32_t want,
                     int may_pause) {
