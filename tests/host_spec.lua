@@ -236,6 +236,47 @@ describe("shmlua host", function()
     end)
   end)
 
+  describe("memory", function()
+    -- src/main.c's allocator serves blocks of up to 256 bytes from free
+    -- lists of 16-byte classes and moves a block that changes between small
+    -- and large: every size on both sides of those borders, reused after
+    -- collections, must keep its bytes.
+    it("keeps every object's contents across sizes, resizes and reuse", function()
+      local script = [[
+        local strings, tables = {}, {}
+        for round = 1, 3 do
+          for n = 0, 600 do
+            local c = string.char(65 + (n + round) % 26)
+            strings[n] = c:rep(n)
+            local t = {}
+            for i = 1, n % 97 do t[i] = i * round end
+            for i = 1, n % 13 do t["k" .. i] = n end
+            tables[n] = t
+          end
+          collectgarbage()
+          for n = 0, 600 do
+            local c = string.char(65 + (n + round) % 26)
+            assert(strings[n] == c:rep(n), "string " .. n)
+            local t = tables[n]
+            for i = 1, n % 97 do assert(t[i] == i * round, "table " .. n) end
+            for i = 1, n % 13 do assert(t["k" .. i] == n, "key " .. n) end
+            for i = n % 97, 1, -1 do t[i] = nil end  -- shrinks at the next rehash
+            t.x = 1
+          end
+          local big = ("z"):rep(3 << 20)
+          assert(#big == 3 << 20 and big:sub(-1) == "z")
+          strings = {}
+          collectgarbage()
+        end
+        print("ok")
+      ]]
+      local out, err, code = run({ "-" }, { stdin = script })
+      assert.are.equal("", err)
+      assert.are.equal(0, code)
+      assert.are.equal("ok\n", out)
+    end)
+  end)
+
   describe("-v", function()
     it("prints the shmlua and Lua versions", function()
       local out, err, code = run({ "-v" })
