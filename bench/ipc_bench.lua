@@ -16,7 +16,7 @@
 --   time and cut into messages.
 -- Also, for comparison, a C prototype of the channel's send/recv and
 -- send_batch/recv_batch (bench/ipc/chanproto.c, built here into
--- BUILD_DIR/bench/chanproto.so): same protocol (version 2) and layout, one
+-- BUILD_DIR/bench/chanproto.so): same protocol (version 3) and layout, one
 -- C call per operation, but no checks and its indices kept in private
 -- memory; it shows how much of the channel's cost is the protocol itself
 -- (cache lines crossing CPUs) and how much the checked, stateless C path

@@ -540,7 +540,7 @@ static int opt_waiters(lua_State *L, int idx, int write, const Field *f,
  * (EINTR...).
  */
 static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
-                     void *w, int wsize, uint32_t *newval) {
+                     void *w, int wsize, int flag, uint32_t *newval) {
   uint32_t v;
   int64_t t0, deadline, t, budget;
   int k, err;
@@ -597,14 +597,17 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
       tsp = &ts;
     }
     if (f != NULL) fv = __atomic_load_n(f, __ATOMIC_SEQ_CST);
-    if (w != NULL) do_rmw(w, wsize, RMW_ADD, 1, __ATOMIC_SEQ_CST);
+    if (w != NULL) {
+      if (flag) do_store(w, wsize, (uint32_t)(fv + 1), __ATOMIC_SEQ_CST);
+      else do_rmw(w, wsize, RMW_ADD, 1, __ATOMIC_SEQ_CST);
+    }
     r = 0;
     err = 0;
     if (__atomic_load_n(p, __ATOMIC_SEQ_CST) == old) {
       r = futex_call(f != NULL ? f : p, FUTEX_WAIT, fv, tsp);
       err = errno;
     }
-    if (w != NULL) do_rmw(w, wsize, RMW_SUB, 1, __ATOMIC_SEQ_CST);
+    if (w != NULL && !flag) do_rmw(w, wsize, RMW_SUB, 1, __ATOMIC_SEQ_CST);
     if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) goto changed;
     if (r != 0 && err == ETIMEDOUT) return ETIMEDOUT;
     if (r != 0 && err != EAGAIN) return err;
@@ -618,21 +621,25 @@ changed:
 
 int shm_wait32(uint32_t *p, uint32_t old, int64_t timeout_ns,
                uint32_t *waiters, uint32_t *newval) {
-  return wait_core(p, old, NULL, timeout_ns, waiters, 4, newval);
+  return wait_core(p, old, NULL, timeout_ns, waiters, 4, 0, newval);
 }
 
 /*
- * As shm_wait32, but sleeps on the futex word *f instead of *p: for a
- * protocol whose notifier, after changing *p, always changes *f and then
- * wakes f (channel.c: the consumer watches a record's stamp and sleeps on
- * head).  fv is read before the count goes up and *p re-checked after, so
- * a change of *p after the re-check comes with a change of *f that either
- * makes FUTEX_WAIT(f, fv) return EAGAIN or is followed by a wake that
- * sees the count (the argument above, with f's store after p's).
+ * The channel's wait (src/channel.c): as shm_wait32, but sleeps on the
+ * futex word *f instead of *p, for a protocol whose notifier, after
+ * changing *p, always changes *f and then wakes f (channel.c: the consumer
+ * watches a record's stamp and sleeps on head), and with one sleeper per
+ * word, so *sleeping is a flag, not a count: fv, the value of *f it will
+ * sleep on, is read first, then the flag is raised to fv + 1, then *p is
+ * re-checked; the flag is left raised, and the waker lowers it when it
+ * wakes (shm_notify32_clear).  The argument above holds with the flag for
+ * the count and f's store after p's: a change of *p after the re-check
+ * comes with a change of *f that either makes FUTEX_WAIT(f, fv) return
+ * EAGAIN or is followed by a wake that sees the flag.
  */
 int shm_wait32_on(uint32_t *p, uint32_t old, uint32_t *f, int64_t timeout_ns,
-                  uint32_t *waiters, uint32_t *newval) {
-  return wait_core(p, old, f, timeout_ns, waiters, 4, newval);
+                  uint32_t *sleeping, uint32_t *newval) {
+  return wait_core(p, old, f, timeout_ns, sleeping, 4, 1, newval);
 }
 
 /*
@@ -651,6 +658,36 @@ long shm_notify32(uint32_t *p, uint32_t x, uint32_t *waiters) {
 }
 
 /*
+ * The channel's notify: stores x into *p (seq_cst); if the flag *sleeping
+ * says that a process sleeps (or is about to) on another value of *p than
+ * x, lowers the flag (compare-and-swap) and wakes every sleeper on p.
+ *
+ * Why a flag the waker lowers: a sleeper takes a while to wake up
+ * (microseconds, tens of them when its CPU is idle), and a count it lowers
+ * itself once awake makes every store meanwhile a FUTEX_WAKE syscall.  A
+ * producer doing that for every message slows to the syscall's speed; the
+ * consumer then catches up and sleeps again, and the two settle at a
+ * fraction of their speed: bench/ipc_bench.lua saw runs at a tenth, with a
+ * million FUTEX_WAKEs a second; lowered by the waker, the flag costs one
+ * wake per sleep.
+ *
+ * Why not for a sleeper on x itself: it read x, the value this call
+ * stored, before raising its flag, so its re-check came after this store;
+ * it waits for a later one, and lowering its flag here, with a wake that
+ * comes before it sleeps, would let that later store wake nobody
+ * (tools/model/channel.pml, mutant 9).  Any other value is not *p's any
+ * more, so that sleeper's FUTEX_WAIT returns at once or is woken here.
+ */
+long shm_notify32_clear(uint32_t *p, uint32_t x, uint32_t *sleeping) {
+  uint32_t v;
+  __atomic_store_n(p, x, __ATOMIC_SEQ_CST);
+  v = __atomic_load_n(sleeping, __ATOMIC_SEQ_CST);
+  if (v == 0 || v == x + 1) return 0;
+  __atomic_compare_exchange_n(sleeping, &v, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  return futex_call(p, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+/*
  * shm.wait_change(v, f, old [, timeout_s [, waiters]])
  *   -> the new value | nil, msg, ETIMEDOUT (or EINTR)
  * Waits until the 32-bit field f no longer holds `old`; see the protocol
@@ -662,7 +699,7 @@ static int wait_change(lua_State *L) {
   uint32_t old = (uint32_t)check_value(L, 3, &f, 0), v = 0;
   int64_t tns = opt_timeout(L, 4);
   int has_w = opt_waiters(L, 5, 1, &f, &w);
-  int err = wait_core(p, old, NULL, tns, has_w ? w.p : NULL, has_w ? w.size : 4, &v);
+  int err = wait_core(p, old, NULL, tns, has_w ? w.p : NULL, has_w ? w.size : 4, 0, &v);
   if (err != 0) return shm_fail(L, "wait_change", lua_tostring(L, 2), err);
   push_value(L, v, &f);
   return 1;

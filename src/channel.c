@@ -12,12 +12,12 @@
  *                           object (any value) in place of hv: methods
  *
  * hv is a view of the channel's header (struct shm_channel, declared in
- * channel.lua; the layout and the protocol, version 2, are described
+ * channel.lua; the layout and the protocol, version 3, are described
  * there).  These functions keep no state but the header: each call reads
  * its indices from shared memory, so a successor that attaches after a
  * kill carries on from them.  The producer writes the next record's 0
  * stamp, the payload, then the record's stamp (the message is sent), then
- * publishes head (shm_notify32); the consumer learns of a record from its
+ * publishes head (shm_notify32_clear); the consumer learns of a record from its
  * stamp, copies the message into a Lua string, then publishes tail: never
  * before the copy, so a kill cannot lose or duplicate a message except as
  * channel.lua's header says.  The first send through a binding (every
@@ -53,7 +53,7 @@
 
 #include "shm.h"
 
-#define CHANNEL_MAGIC 0x324e4843u /* "CHN2": version 2 of the protocol */
+#define CHANNEL_MAGIC 0x334e4843u /* "CHN3": version 3 of the protocol */
 #define WRAP 0xFFFFFFFFu          /* stamp: the ring ends here */
 #define SLICE_NS 50000000         /* sleepers look at `closed` this often */
 #define ROOM_PAUSE_NS 1000        /* see has_room */
@@ -66,11 +66,11 @@ typedef struct Chan {
   uint32_t closed;
   uint32_t pad0[12];
   uint32_t head;
-  uint32_t head_waiters;
+  uint32_t head_waiters; /* 0, or 1 + the head a sleeping consumer sleeps on */
   uint32_t tail_seen;
   uint32_t pad1[13];
   uint32_t tail;
-  uint32_t tail_waiters;
+  uint32_t tail_waiters; /* 0, or 1 + the tail a sleeping producer sleeps on */
   uint32_t pad2[14];
 } Chan;
 
@@ -252,15 +252,18 @@ static uint32_t *stamp_at(const Ring *r, uint32_t pos) {
  * Waits until the word *p (the stamp at tail, or tail itself) is no longer
  * `old`, in slices of at most SLICE_NS, until `deadline` (ns; -1: never) or
  * the channel is closed; sleeps on the futex word *f (head for a stamp,
- * tail itself for tail).  Only one process of a kind ever sleeps on a
- * word, and this one is not asleep, so a non-zero count of its kind was
- * left by a predecessor killed in its sleep: it is cleared first.  Returns
- * 0 with the new value in *nv, EPIPE or ETIMEDOUT.
+ * tail itself for tail), raising the flag *sleeping (shm_wait32_on; the
+ * peer lowers it when it wakes).  Only one process of a kind ever sleeps
+ * on a word, and this one is not asleep, so a raised flag of its kind was
+ * left by a predecessor killed in its sleep, or by this process in a wait
+ * that ended without a wake: it is lowered first, so that the peer does
+ * not make a useless wake call.  Returns 0 with the new value in *nv,
+ * EPIPE or ETIMEDOUT.
  */
 static int wait_word(const Ring *r, uint32_t *p, uint32_t old, uint32_t *f,
-                     uint32_t *waiters, int64_t deadline, uint32_t *nv) {
-  if (__atomic_load_n(waiters, __ATOMIC_RELAXED) != 0)
-    __atomic_store_n(waiters, 0, __ATOMIC_SEQ_CST);
+                     uint32_t *sleeping, int64_t deadline, uint32_t *nv) {
+  if (__atomic_load_n(sleeping, __ATOMIC_RELAXED) != 0)
+    __atomic_store_n(sleeping, 0, __ATOMIC_SEQ_CST);
   for (;;) {
     int64_t slice = SLICE_NS;
     if (is_closed(r)) return EPIPE;
@@ -269,7 +272,7 @@ static int wait_word(const Ring *r, uint32_t *p, uint32_t old, uint32_t *f,
       if (left <= 0) return ETIMEDOUT;
       if (left < slice) slice = left;
     }
-    if (shm_wait32_on(p, old, f, slice, waiters, nv) == 0) return 0;
+    if (shm_wait32_on(p, old, f, slice, sleeping, nv) == 0) return 0;
     /* a slice ran out, or EINTR: look at closed and the clock again */
   }
 }
@@ -340,7 +343,7 @@ static int wait_room(lua_State *L, const Ring *r, uint32_t head, uint32_t want,
 
 /* Publishes head (the consumer is woken if it sleeps). */
 static void publish_head(const Ring *r, uint32_t head) {
-  shm_notify32(&r->h->head, head, &r->h->head_waiters);
+  shm_notify32_clear(&r->h->head, head, &r->h->head_waiters);
 }
 
 /*
@@ -559,7 +562,7 @@ static uint32_t take_record(lua_State *L, const Ring *r, uint32_t *t, uint32_t w
 
 /* Publishes tail (the producer is woken if it sleeps). */
 static void publish_tail(const Ring *r, uint32_t tail) {
-  shm_notify32(&r->h->tail, tail, &r->h->tail_waiters);
+  shm_notify32_clear(&r->h->tail, tail, &r->h->tail_waiters);
 }
 
 /* Pushes the record at *tail (stamp w) as a string; moves *tail past it. */

@@ -130,18 +130,26 @@ void *shm_view_field(lua_State *L, int view_idx, int name_idx,
 int shm_wait32(uint32_t *p, uint32_t old, int64_t timeout_ns,
                uint32_t *waiters, uint32_t *newval);
 /*
- * As shm_wait32, but sleeps on the futex word *f, read before counting
- * itself in *waiters; the notifier must change *f after every change of *p
- * and then wake f (with shm_notify32).
+ * The channel's sleep protocol (channel.c), for one sleeper per word: as
+ * shm_wait32, but sleeps on the futex word *f, whose value fv it reads
+ * before raising the flag *sleeping to fv + 1 (and leaves it raised); the
+ * notifier must change *f after every change of *p and then call
+ * shm_notify32_clear on f, which lowers the flag when it wakes.
  */
 int shm_wait32_on(uint32_t *p, uint32_t old, uint32_t *f, int64_t timeout_ns,
-                  uint32_t *waiters, uint32_t *newval);
+                  uint32_t *sleeping, uint32_t *newval);
 /*
  * Stores x into *p (seq_cst) and wakes every sleeper on it, with a waiters
  * count only when *waiters != 0, as shm.notify.  Returns the number woken,
  * or -1 with errno set.
  */
 long shm_notify32(uint32_t *p, uint32_t x, uint32_t *waiters);
+/*
+ * Stores x into *p (seq_cst); if *sleeping says that a process sleeps on
+ * another value than x, lowers it and wakes every sleeper on p.  Returns
+ * the number woken, or -1 with errno set.
+ */
+long shm_notify32_clear(uint32_t *p, uint32_t x, uint32_t *sleeping);
 
 /* A spin-wait hint to the CPU (pause on x86, yield on arm64). */
 static inline void shm_cpu_relax(void) {

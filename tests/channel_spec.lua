@@ -17,8 +17,8 @@ local SIZE = 1 << 16
 -- Seconds since t0 (a shm.clock() value).
 local function since(t0) return (shm.clock() - t0) / 1e9 end
 
--- Polls (bounded: 30 s) until a child counts itself asleep in the waiters
--- field `field` of header view hv, which it does right before FUTEX_WAIT.
+-- Polls (bounded: 30 s) until a child raises its sleep flag, the field
+-- `field` of header view hv, which it does right before FUTEX_WAIT.
 local function await_sleeper(hv, field)
   local deadline = shm.clock() + 30e9
   while shm.atomic_load(hv, field) == 0 do
@@ -461,11 +461,16 @@ describe("channel", function()
         io.write(msg)
       ]])
       await_sleeper(tx.hv, "head_waiters")
+      -- the flag says which head the consumer sleeps on (1 + head)
+      assert.equal(shm.atomic_load(tx.hv, "head") + 1, shm.atomic_load(tx.hv, "head_waiters"))
       local t0 = shm.clock()
       assert(tx:send("wake up"))
+      -- the send lowered it as it woke the consumer (which raises it again
+      -- only to wait again, and it receives once): a second send would
+      -- make no wake call
+      assert.equal(0, shm.atomic_load(tx.hv, "head_waiters"))
       assert.equal("wake up", ipc.expect_ok(c, 30))
       assert.is_true(since(t0) < 5)
-      assert.equal(0, shm.atomic_load(tx.hv, "head_waiters"))
     end)
 
     it("a producer asleep on a full ring is woken by a receive", function()

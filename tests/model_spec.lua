@@ -1,8 +1,8 @@
--- model_spec.lua: model-checks version 2 of the channel protocol with SPIN
+-- model_spec.lua: model-checks version 3 of the channel protocol with SPIN
 -- (tools/model/channel.pml: stamps, 0 terminators, tail_seen, head stored
 -- after the stamp, the consumer sleeping on head while it watches the
--- stamp; with -DCRASH a producer killed inside a send and its successor's
--- repair of head).  The correct model must verify with no errors, with and
+-- stamp, the sleepers' flags; with -DCRASH a producer killed inside a send
+-- and its successor's repair of head).  The correct model must verify with no errors, with and
 -- without crashes (no lost, duplicated, reordered, stale or torn message;
 -- no deadlock or lost wake-up), and each mutant must fail, which shows the
 -- checks can fail:
@@ -13,7 +13,9 @@
 --   5 room check without the terminator's word (overwrites a stamp),
 --   6 head stored before the stamp (lost wake-up),
 --   7 the successor's repair does not wake the consumer (-DCRASH),
---   8 the repair wakes only when it moved head (-DCRASH).
+--   8 the repair wakes only when it moved head (-DCRASH),
+--   9 a waker lowers the sleeper's flag whatever value it sleeps on (a
+--     stale wake takes the flag of the next wait: lost wake-up).
 -- Pending when spin is not installed.
 local MODEL = "tools/model/channel.pml"
 
@@ -88,6 +90,7 @@ describe("channel model (SPIN)", function()
     { 6, false, { DEADLOCK } },
     { 7, true,  { DEADLOCK } },
     { 8, true,  { DEADLOCK } },
+    { 9, false, { DEADLOCK } },
   }
 
   it("catches every mutant", function()

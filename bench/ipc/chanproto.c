@@ -1,9 +1,9 @@
 /*
  * bench/ipc/chanproto.c: a PROTOTYPE, for bench/ipc_bench.lua only, of what
  * lua/shm/channel.lua's send and recv cost as lean C calls.  It speaks
- * version 2 of the protocol on the same `struct shm_channel` (stamped
- * records, the wrap stamp, head published with the waiter-count wake-up of
- * src/atomic.c, tail_seen) and waits the way src/atomic.c's wait_change
+ * version 3 of the protocol on the same `struct shm_channel` (stamped
+ * records, the wrap stamp, head published with the sleep-flag wake-up of
+ * src/atomic.c's shm_notify32_clear, tail_seen) and waits the way src/atomic.c's wait_change
  * does (spin for an adaptive budget, then sched_yield, then FUTEX_WAIT), so
  * the benchmark can show the gap between the real implementation and a
  * bare one, measured rather than guessed.
@@ -80,9 +80,10 @@ static uint32_t *stamp_at(Chan *c, uint32_t pos) {
 
 /*
  * Waits until *watch != old (the rules of wait_change): spins, yields, then
- * sleeps on *sleep: reads it, counts itself in *waiters, re-checks *watch
- * and FUTEX_WAITs on the value read (the peer changes *watch, then *sleep,
- * then reads *waiters).  Returns the new value, or *watch as it is once the
+ * sleeps on *sleep: reads it, raises the flag *waiters to the value read
+ * + 1, re-checks *watch and FUTEX_WAITs on the value read (the peer
+ * changes *watch, then *sleep, then reads *waiters and lowers it when it
+ * wakes).  Returns the new value, or *watch as it is once the
  * channel is closed.
  */
 static uint32_t wait_change(Chan *c, uint32_t *watch, uint32_t old, uint32_t *sleep,
@@ -111,7 +112,7 @@ static uint32_t wait_change(Chan *c, uint32_t *watch, uint32_t old, uint32_t *sl
       return v;
     }
   }
-  /* one sleeper of a kind: a count left by a killed predecessor is stale */
+  /* one sleeper of a kind: a raised flag is a killed predecessor's or ours */
   if (__atomic_load_n(waiters, __ATOMIC_RELAXED) != 0)
     __atomic_store_n(waiters, 0, __ATOMIC_SEQ_CST);
   for (;;) {
@@ -119,18 +120,21 @@ static uint32_t wait_change(Chan *c, uint32_t *watch, uint32_t old, uint32_t *sl
     if (__atomic_load_n(&c->h->closed, __ATOMIC_SEQ_CST))
       return __atomic_load_n(watch, __ATOMIC_ACQUIRE);
     uint32_t seen = __atomic_load_n(sleep, __ATOMIC_SEQ_CST);
-    __atomic_add_fetch(waiters, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(waiters, seen + 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(watch, __ATOMIC_SEQ_CST) == old)
       syscall(SYS_futex, sleep, FUTEX_WAIT, seen, &ts, NULL, 0);
-    __atomic_sub_fetch(waiters, 1, __ATOMIC_SEQ_CST);
     if ((v = __atomic_load_n(watch, __ATOMIC_ACQUIRE)) != old) return v;
   }
 }
 
+/* Stores v into *p; wakes a sleeper on another value, lowering its flag. */
 static void notify(uint32_t *p, uint32_t v, uint32_t *waiters) {
+  uint32_t w;
   __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
-  if (__atomic_load_n(waiters, __ATOMIC_SEQ_CST) != 0)
-    syscall(SYS_futex, p, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+  w = __atomic_load_n(waiters, __ATOMIC_SEQ_CST);
+  if (w == 0 || w == v + 1) return;
+  __atomic_compare_exchange_n(waiters, &w, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  syscall(SYS_futex, p, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 /* Publishes c->head (step 5) if it moved since the last time. */

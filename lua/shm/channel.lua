@@ -28,7 +28,7 @@
 -- `capacity` bytes of ring, zeroed by new().  head and tail count bytes
 -- written and consumed, modulo 2^32; the producer owns head and tail_seen,
 -- the consumer owns tail.  Each of the three 64-byte lines of the header
--- is written by one side only (bar the waiter counts, written by a side
+-- is written by one side only (bar the sleep flags, raised by a side
 -- about to sleep), so a message in flight moves no header line between
 -- the CPUs.
 --
@@ -51,22 +51,29 @@
 --   3. write the payload (at 0 + 4 when wrapping, whose stamp is also
 --      written before step 4);
 --   4. store the stamp at p (release): the message is sent;
---   5. store head = q (seq_cst), load head_waiters, FUTEX_WAKE head if it
---      is not zero (as shm.notify).
+--   5. store head = q (seq_cst), load head_waiters (seq_cst); if it is
+--      neither 0 nor q + 1, lower it (compare-and-swap to 0) and FUTEX_WAKE
+--      head.
 -- The consumer at position t = tail loads the stamp at t (acquire): 0 means
 -- empty; otherwise it copies the record out, then stores tail past it
--- (seq_cst), loads tail_waiters and wakes tail if a producer sleeps there.
+-- (seq_cst), loads tail_waiters and wakes tail the same way.
 -- So the consumer learns of a message from the line that holds it, and
 -- never reads head on its way: one cache line crosses a CPU per message.
 -- The consumer waits for a stamp adaptively (spin and yield looking at the
--- stamp; then, to sleep, it reads head, counts itself in head_waiters,
--- re-checks the stamp and FUTEX_WAITs on head, which step 5 changes after
--- any stamp); the producer waits for room on tail the same way, sleeping
--- on tail itself (shm_wait32/shm_notify32 in src/atomic.c).  Only the
--- consumer ever sleeps on head and only the producer on tail, so a side
--- that starts waiting knows that a non-zero count of its own kind was left
--- by a predecessor killed in its sleep: it clears it (so the peer stops
--- making useless wake calls).  A sleeper notices close() within 50 ms.
+-- stamp; then, to sleep, it reads head (h), raises its flag head_waiters
+-- to h + 1, re-checks the stamp and FUTEX_WAITs on head == h, which step 5
+-- changes after any stamp); the producer waits for room on tail the same
+-- way, sleeping on tail itself with tail_waiters (shm_wait32_on and
+-- shm_notify32_clear in src/atomic.c, which say why this is sound).  The
+-- flags are not counts: the waker lowers a flag when it wakes, so a
+-- sleeper slow to wake up costs the waker one FUTEX_WAKE, not one per
+-- message meanwhile (as counts did: the two sides then settled at a
+-- fraction of their speed).  A flag of q + 1 is left alone: that sleeper
+-- read q, so it waits for a later store.  Only the consumer ever sleeps on
+-- head and only the producer on tail, so a side that starts waiting lowers
+-- a flag of its own kind that is still raised (left by a predecessor
+-- killed in its sleep, or by its own wait that ended without a wake).  A
+-- sleeper notices close() within 50 ms.
 --
 -- The send/recv paths are C (src/channel.c: shm.channel_send(hv, msg
 -- [, timeout_s]), channel_try_send, channel_send_batch, channel_recv,
@@ -106,7 +113,10 @@
 -- stale waiter counts of a killed peer are cleared; send_batch/recv_batch;
 -- the hot paths moved to C, which checks the shared header on every call;
 -- version 2 (magic "CHN2"): per-record stamps instead of the consumer
--- reading head, tail_seen, the ring zeroed by new().
+-- reading head, tail_seen, the ring zeroed by new(); version 3 (magic
+-- "CHN3", same layout): head_waiters and tail_waiters are flags the waker
+-- lowers, not counts (a version 2 peer would count into a flag: so the
+-- magic changed).
 --
 -- The fields m, hv, cap, max and fixed of a channel are for reading only.
 -- bench/ipc_bench.lua measures a channel against a C prototype of the same
@@ -121,11 +131,11 @@ struct shm_channel {
   uint32_t closed;        /* set to 1 by either side                      */
   uint32_t pad0[12];
   uint32_t head;          /* bytes published by the producer, mod 2^32    */
-  uint32_t head_waiters;  /* consumers asleep on head                     */
+  uint32_t head_waiters;  /* 0, or 1 + the head a consumer sleeps on     */
   uint32_t tail_seen;     /* the producer's last look at tail             */
   uint32_t pad1[13];
   uint32_t tail;          /* bytes consumed by the consumer, mod 2^32     */
-  uint32_t tail_waiters;  /* producers asleep on tail                     */
+  uint32_t tail_waiters;  /* 0, or 1 + the tail a producer sleeps on     */
   uint32_t pad2[14];
 };
 ]]
@@ -135,7 +145,7 @@ local channel_bind = shm.channel_bind
 local mtype, error = math.type, error
 
 local M = {}
-M.MAGIC = 0x324e4843        -- "CHN2" (version 2 of the protocol)
+M.MAGIC = 0x334e4843        -- "CHN3" (version 3 of the protocol)
 M.HEADER = shm.sizeof("struct shm_channel")
 local HEADER = M.HEADER
 local M32 = 0xFFFFFFFF

@@ -27,10 +27,11 @@
  *   2. stores 0 at q, where the consumer will stop next;
  *   3. writes the payload (when wrapping: the record and its stamp at 0);
  *   4. stores the stamp at p (release): the message is sent;
- *   5. stores head = q and, if head_waiters is not zero, FUTEX_WAKEs head.
+ *   5. stores head = q and, if head_waiters is neither 0 nor q + 1, lowers
+ *      it to 0 and FUTEX_WAKEs head.
  * The consumer at t = tail loads the stamp at t (acquire): 0 is empty; it
- * copies the record out, then stores tail past it and, if tail_waiters is
- * not zero, FUTEX_WAKEs tail.  It never reads head to find a message; it
+ * copies the record out, then stores tail past it and wakes tail the same
+ * way (tail_waiters).  It never reads head to find a message; it
  * sleeps on head only, because step 5 changes head after every stamp.
  * Every wait is bounded: 20 s without progress is a failure (exit 2).
  */
@@ -58,15 +59,15 @@ struct shm_channel {
   uint32_t closed;        /* set to 1 by either side                      */
   uint32_t pad0[12];
   uint32_t head;          /* bytes published by the producer, mod 2^32    */
-  uint32_t head_waiters;  /* consumers asleep on head                     */
+  uint32_t head_waiters;  /* 0, or 1 + the head a consumer sleeps on     */
   uint32_t tail_seen;     /* the producer's last look at tail             */
   uint32_t pad1[13];
   uint32_t tail;          /* bytes consumed by the consumer, mod 2^32     */
-  uint32_t tail_waiters;  /* producers asleep on tail                     */
+  uint32_t tail_waiters;  /* 0, or 1 + the tail a producer sleeps on     */
   uint32_t pad2[14];
 };
 
-#define CHANNEL_MAGIC 0x324e4843u /* "CHN2": version 2 of the protocol */
+#define CHANNEL_MAGIC 0x334e4843u /* "CHN3": version 3 of the protocol */
 #define WRAP 0xFFFFFFFFu           /* stamp: the record is at offset 0   */
 #define STALL_NS 20000000000LL     /* no progress for this long: give up */
 
@@ -142,16 +143,19 @@ static uint32_t record_size(uint32_t n) { return (n + 7) & ~3u; }
 
 /*
  * Waits until *watch != old: spins a little, yields a little, then sleeps
- * on the futex word *sleep in 50 ms slices.  To sleep it reads *sleep,
- * counts itself in *waiters, looks at *watch once more and FUTEX_WAITs only
- * if it still holds `old`; the peer changes *watch, then *sleep (seq_cst),
- * then reads *waiters (seq_cst) and wakes if it is not zero, so either the
- * peer sees the count and wakes us, or the wait finds *sleep changed and
- * returns at once: no wake-up is lost.  The producer watches and sleeps on
- * tail; the consumer watches a stamp and sleeps on head.
- * Only one process of a kind ever sleeps on a word, and this one is not
- * asleep: a non-zero count was left by a predecessor killed in its sleep,
- * and is cleared (so the peer stops making useless wake calls).
+ * on the futex word *sleep in 50 ms slices.  To sleep it reads *sleep
+ * (seen), raises its flag *waiters to seen + 1, looks at *watch once more
+ * and FUTEX_WAITs on seen only if *watch still holds `old`; the peer
+ * changes *watch, then *sleep (seq_cst), then reads *waiters (seq_cst) and,
+ * unless it is 0 or the value it just stored + 1, lowers it and wakes, so
+ * either the peer sees the flag and wakes us, or the wait finds *sleep
+ * changed and returns at once: no wake-up is lost.  (A flag of the stored
+ * value + 1 belongs to a sleeper that read that value, so it waits for a
+ * later store.)  The producer watches and sleeps on tail; the consumer
+ * watches a stamp and sleeps on head.  Only one process of a kind ever
+ * sleeps on a word, and this one is not asleep: a raised flag was left by
+ * a predecessor killed in its sleep or by an earlier wait of ours, and is
+ * lowered (so the peer makes no useless wake call).
  * Returns the new value of *watch; or `old` once the channel is closed
  * (the caller decides); exits (code 2) when nothing changed for STALL_NS.
  */
@@ -174,21 +178,22 @@ static uint32_t wait_change(uint32_t *watch, uint32_t old, uint32_t *sleep,
     if (__atomic_load_n(&ch->closed, __ATOMIC_SEQ_CST))
       return __atomic_load_n(watch, __ATOMIC_ACQUIRE);
     uint32_t seen = __atomic_load_n(sleep, __ATOMIC_SEQ_CST);
-    __atomic_add_fetch(waiters, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(waiters, seen + 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(watch, __ATOMIC_SEQ_CST) == old)
       syscall(SYS_futex, sleep, FUTEX_WAIT, seen, &ts, NULL, 0);
-    __atomic_sub_fetch(waiters, 1, __ATOMIC_SEQ_CST);
     if ((v = __atomic_load_n(watch, __ATOMIC_ACQUIRE)) != old) return v;
     if (now_ns() - start > STALL_NS) die(2, "no progress for %lld s (value %u)",
                                          STALL_NS / 1000000000, old);
   }
 }
 
-/* Stores v into *p and wakes the peer if it may sleep on p. */
+/* Stores v into *p and wakes the peer if it may sleep on another value. */
 static void notify(uint32_t *p, uint32_t v, uint32_t *waiters) {
   __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
-  if (__atomic_load_n(waiters, __ATOMIC_SEQ_CST) != 0)
-    syscall(SYS_futex, p, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+  uint32_t w = __atomic_load_n(waiters, __ATOMIC_SEQ_CST);
+  if (w == 0 || w == v + 1) return;
+  __atomic_compare_exchange_n(waiters, &w, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  syscall(SYS_futex, p, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 /*
@@ -319,7 +324,7 @@ int main(int argc, char **argv) {
     die(2, "offset %zu outside the object of %lld bytes", offset, (long long)st.st_size);
   ch = (struct shm_channel *)(base + offset);
   if (__atomic_load_n(&ch->magic, __ATOMIC_ACQUIRE) != CHANNEL_MAGIC)
-    die(2, "no version 2 channel at offset %zu (magic %#x)", offset, ch->magic);
+    die(2, "no version 3 channel at offset %zu (magic %#x)", offset, ch->magic);
   cap = ch->capacity;
   if (cap < 64 || (cap & (cap - 1)) != 0 || offset + sizeof *ch + cap > (size_t)st.st_size)
     die(2, "corrupt channel (capacity %u)", cap);

@@ -1,6 +1,6 @@
 /*
- * tools/model/channel.pml: a SPIN model of version 2 of the SPSC channel
- * protocol ("CHN2", described at the top of lua/shm/channel.lua): records
+ * tools/model/channel.pml: a SPIN model of version 3 of the SPSC channel
+ * protocol ("CHN3", described at the top of lua/shm/channel.lua): records
  * published by a per-record stamp word, a 0 terminator stored ahead of
  * each record, the producer's cached tail_seen, head stored after the
  * stamp, the consumer waiting on the stamp but sleeping on head, the
@@ -29,25 +29,34 @@
  *   2. ring[q] = 0;
  *   3. the payload (when wrapping: payload and stamp at offset 0);
  *   4. ring[p] = stamp (when wrapping: WRAP) -- the message is sent;
- *   5. head = q; wake head if head_waiters != 0.
+ *   5. head = q; wake head if head_waiters says a consumer sleeps on
+ *      another value than q.
  * The consumer at t = tail waits until the stamp at t is not 0, follows a
  * WRAP to offset 0, checks and "copies" the record, then stores tail past
- * it and wakes tail if tail_waiters != 0.
+ * it and wakes tail if tail_waiters says a producer sleeps on another
+ * value.  head_waiters and tail_waiters are flags (one sleeper per word):
+ * 0, or 1 + the value of the word the sleeper sleeps on (read before it
+ * raised the flag).  The sleeper raises its flag, the waker lowers it
+ * (compare-and-swap) when it wakes, so a sleeper taking its time to wake
+ * up costs one wake, not one per store meanwhile.  A sleeper on the value
+ * just stored read it before raising its flag, so it re-checked after
+ * that store and waits for a later one: waking it (and lowering its flag)
+ * would lose that later wake-up (mutant 9).
  *
  * Memory model: every shared access is sequentially consistent (one SPIN
  * step each).  The C code uses release stores / acquire loads for the
  * stamps and indices and seq_cst for the waiters Dekker protocol (store
- * head / tail, then load the waiters count; increment the count, then
- * re-check); SC is the strongest reading of those orders, so the model
+ * head / tail, then load the flag; raise the flag, then re-check); SC is the strongest reading of those orders, so the model
  * does not show what weaker hardware orders would do.  Words are written
  * whole (no byte tearing within a word).
  *
  * Sleep/wake: FUTEX_WAIT's compare and sleep are one atomic step (csleep /
  * psleep set only if the word still holds the expected value), a wake
- * clears the flag.  The consumer sleeps as channel.lua says: h = head,
- * head_waiters++, re-check the stamp at t, FUTEX_WAIT(&head, h),
- * head_waiters--.  The producer: tail_waiters++, re-read tail, and if
- * there is still no room FUTEX_WAIT(&tail, tail_seen), tail_waiters--.
+ * clears csleep / psleep.  The consumer sleeps as channel.lua says: h =
+ * head, head_waiters = h + 1, re-check the stamp at t, FUTEX_WAIT(&head,
+ * h).  The producer: fv = tail, tail_waiters = fv + 1, re-read tail, and
+ * if there is still no room FUTEX_WAIT(&tail, fv).  Neither lowers its
+ * own flag.
  * The C waits also time out (50 ms slices); the model has no timeouts, so
  * a lost wake-up shows as a deadlock (invalid end state) instead of being
  * masked.  The spinning/yielding phase before a sleep is not modelled (it
@@ -62,7 +71,7 @@
  *
  * Crash (-DCRASH): once per run, the producer may die in a send: after
  * step 1, 2, 3, 4 (the stamp stored, head not), after storing head but
- * before the wake, or in its sleep on tail (leaving its count in
+ * before the wake, or in its sleep on tail (leaving its flag raised in
  * tail_waiters).  A successor then starts and sends sent+1 .. NMSG (every
  * message whose stamp was stored counts as sent; one it died writing
  * before its stamp is sent again, with another size: a successor's sizes
@@ -70,7 +79,7 @@
  * walks the stamps from head to the first 0 (following WRAP to offset 0),
  * stores head there and wakes head if head_waiters != 0, even when head
  * did not move (a consumer may sleep on the old head value; mutants 7,
- * 8); and it clears a stale tail_waiters before counting itself in it.
+ * 8); and it clears a stale tail_waiters before raising it.
  * The consumer's assertions then say that nothing sent is lost or
  * duplicated and nothing unsent is received.  A crash is only taken while
  * the successor has a message to send (sent < NMSG): with no later send
@@ -80,8 +89,8 @@
  * Mutations (spin -DMUT=n; each must make pan report an error):
  *   1  step 2 omitted (no 0 terminator): the consumer reads a stale stamp
  *      of an earlier lap (assertion);
- *   2  the consumer sleeps without re-checking the stamp after counting
- *      itself in head_waiters (lost wake-up: invalid end state);
+ *   2  the consumer sleeps without re-checking the stamp after raising
+ *      head_waiters (lost wake-up: invalid end state);
  *   3  the stamp is stored before the payload (torn record: assertion);
  *   4  (with -DCRASH) the successor does not walk the stamps: it writes
  *      over a sent record (assertion or invalid end state);
@@ -96,7 +105,11 @@
  *      moved head: a predecessor killed after storing head and before
  *      its wake leaves a consumer asleep that nothing wakes while the
  *      successor waits for room (invalid end state; in C the consumer's
- *      50 ms timeout slice would end that sleep late, not lose data).
+ *      50 ms timeout slice would end that sleep late, not lose data);
+ *   9  a waker lowers the flag and wakes whatever value the sleeper sleeps
+ *      on: a wake meant for a message the consumer already took lowers
+ *      the flag it raised to wait for the next one, whose publish then
+ *      wakes nobody (invalid end state).
  * 4, 7 and 8 only change the successor, so without -DCRASH they verify.
  */
 #ifndef MUT
@@ -136,10 +149,30 @@ inline plen(s, l) { l = ((s % 3) == 2 -> 0 : 1); l = (successor -> 1 - l : l) }
 #define CRASHPOINT skip
 #endif
 
-/* store head = q, then wake the consumer if it counted itself */
+/* after storing x into the word: if the flag f says that a sleeper waits
+ * on another value than x, lower it (compare-and-swap) and wake (sleep =
+ * 0); a sleeper on x itself waits for a later store (mutant 9: lower and
+ * wake for any raised flag) */
+inline wake(f, sleep, x) {
+  was = f;
+#if MUT == 9
+  if
+  :: was != 0 ->
+#else
+  if
+  :: was != 0 && was != x + 1 ->
+#endif
+    atomic { if :: f == was -> f = 0 :: else -> skip fi };
+    sleep = 0
+  :: else -> skip
+  fi;
+  was = 0   /* (locals are reset after use: fewer states) */
+}
+
+/* store head = q, then wake the consumer if it raised its flag */
 inline publish_head(v) {
   head = v;
-  if :: head_waiters > 0 -> csleep = 0 :: else -> skip fi
+  wake(head_waiters, csleep, v)
 }
 
 /* store stamp v at p: message s (payload length l) is sent; the ghosts
@@ -149,7 +182,7 @@ inline stamp(p, v) {
 }
 
 proctype producer(byte s0; bit successor) {
-  byte s = s0, l, rec, pos, room, want, h;
+  byte s = s0, l, rec, pos, room, want, h, was, fv;
   h = head;
   if
   :: successor ->   /* first send of a new producer: repair head */
@@ -189,19 +222,20 @@ proctype producer(byte s0; bit successor) {
       do
       :: ROOM(tail_seen) -> break
       :: else ->   /* wait on tail while it holds tail_seen */
-        /* a count already there is a dead predecessor's: clear it */
+        /* a flag already raised is a dead predecessor's: clear it */
         if :: tail_waiters != 0 -> tail_waiters = 0 :: else -> skip fi;
-        tail_waiters++;
-        /* re-check, then FUTEX_WAIT(&tail, tail_seen) */
+        fv = tail;
+        tail_waiters = fv + 1;
+        /* re-check, then FUTEX_WAIT(&tail, fv) */
         tail_seen = tail;
         if
         :: ROOM(tail_seen) -> skip
         :: else ->
-          atomic { if :: tail == tail_seen -> psleep = 1 :: else -> skip fi };
+          atomic { if :: tail == fv -> psleep = 1 :: else -> skip fi };
 #ifdef CRASH
           if
           :: psleep == 0
-          :: CANDIE ->   /* dies asleep: its count stays in tail_waiters */
+          :: CANDIE ->   /* dies asleep: its flag stays raised */
             atomic { crashed = 1; psleep = 0 }; goto gone
           fi;
 #else
@@ -209,7 +243,7 @@ proctype producer(byte s0; bit successor) {
 #endif
           tail_seen = tail
         fi;
-        tail_waiters--
+        fv = 0
       od
     fi;
     CRASHPOINT;
@@ -240,11 +274,11 @@ proctype producer(byte s0; bit successor) {
     fi;
 #endif
     CRASHPOINT;
-    /* 5. publish head, wake the consumer if it counted itself */
+    /* 5. publish head, wake the consumer if it raised its flag */
 #if MUT != 6
     head = h + want;
     CRASHPOINT;
-    if :: head_waiters > 0 -> csleep = 0 :: else -> skip fi;
+    wake(head_waiters, csleep, h + want);
 #endif
     h = h + want;
     s++
@@ -254,7 +288,7 @@ gone:
 }
 
 proctype consumer() {
-  byte s = 1, st, pos, h, t;
+  byte s = 1, st, pos, h, t, was;
   do
   :: s > NMSG -> break
   :: else ->
@@ -266,7 +300,7 @@ proctype consumer() {
        :: st != 0 -> break
        :: else ->
          h = head;
-         head_waiters++;
+         head_waiters = h + 1;
 #if MUT == 2
          atomic { if :: head == h -> csleep = 1 :: else -> skip fi };   /* WRONG: no re-check */
          csleep == 0;
@@ -278,7 +312,6 @@ proctype consumer() {
            csleep == 0
          fi;
 #endif
-         head_waiters--;
          h = 0
        fi
     od;
@@ -293,7 +326,7 @@ proctype consumer() {
     received++;
     t = t + st;
     tail = t;                          /* publish after the copy */
-    if :: tail_waiters > 0 -> psleep = 0 :: else -> skip fi;
+    wake(tail_waiters, psleep, t);
     st = 0;
     s++
   od
