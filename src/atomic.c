@@ -534,8 +534,9 @@ static int opt_waiters(lua_State *L, int idx, int write, const Field *f,
  * The adaptive wait itself, for wait_change and channel.c: waits until the
  * 32-bit word *p no longer holds `old` (timeout_ns < 0: forever; 0: one
  * look), counting itself in the integer at `w` (wsize bytes: 1/2/4/8; NULL:
- * none) while it sleeps, on the futex word *f (NULL: on p; see
- * shm_wait32_on), which also keys the spin budget.  Returns 0 with the new
+ * none) while it sleeps, or with `flag`, raising w (4 bytes) to fv + 1 for
+ * the channel (see shm_wait32_on); on the futex word *f (NULL: on p),
+ * which also keys the spin budget.  Returns 0 with the new
  * value in *newval, or ETIMEDOUT, or the errno of a failed FUTEX_WAIT
  * (EINTR...).
  */
@@ -619,13 +620,8 @@ changed:
   return 0;
 }
 
-int shm_wait32(uint32_t *p, uint32_t old, int64_t timeout_ns,
-               uint32_t *waiters, uint32_t *newval) {
-  return wait_core(p, old, NULL, timeout_ns, waiters, 4, 0, newval);
-}
-
 /*
- * The channel's wait (src/channel.c): as shm_wait32, but sleeps on the
+ * The channel's wait (src/channel.c): as wait_change, but sleeps on the
  * futex word *f instead of *p, for a protocol whose notifier, after
  * changing *p, always changes *f and then wakes f (channel.c: the consumer
  * watches a record's stamp and sleeps on head), and with one sleeper per
@@ -651,10 +647,6 @@ static long notify_core(uint32_t *p, uint32_t x, void *w, int wsize) {
   __atomic_store_n(p, x, __ATOMIC_SEQ_CST);
   if (w != NULL && do_load(w, wsize, __ATOMIC_SEQ_CST) == 0) return 0;
   return futex_call(p, FUTEX_WAKE, INT_MAX, NULL);
-}
-
-long shm_notify32(uint32_t *p, uint32_t x, uint32_t *waiters) {
-  return notify_core(p, x, waiters, 4);
 }
 
 /*

@@ -118,32 +118,20 @@ struct CType;
 void *shm_view_field(lua_State *L, int view_idx, int name_idx,
                      const struct CType **type, int write);
 
-/* ---- the adaptive wait (atomic.c), for C callers such as channel.c */
+/* ---- the adaptive wait (atomic.c), with the channel's sleep flags */
 
 /*
  * Waits until the 32-bit word *p no longer holds `old` (timeout_ns < 0:
- * forever; 0: one look): spins, yields, then sleeps on a futex, counting
- * itself in *waiters (NULL: no count) while asleep, as shm.wait_change.
- * Returns 0 with the new value in *newval, ETIMEDOUT, or the errno of a
- * failed FUTEX_WAIT (EINTR...).
- */
-int shm_wait32(uint32_t *p, uint32_t old, int64_t timeout_ns,
-               uint32_t *waiters, uint32_t *newval);
-/*
- * The channel's sleep protocol (channel.c), for one sleeper per word: as
- * shm_wait32, but sleeps on the futex word *f, whose value fv it reads
- * before raising the flag *sleeping to fv + 1 (and leaves it raised); the
- * notifier must change *f after every change of *p and then call
- * shm_notify32_clear on f, which lowers the flag when it wakes.
+ * forever; 0: one look) as shm.wait_change does (spins, yields, then
+ * sleeps), but sleeps on the futex word *f, whose value fv it reads before
+ * raising the flag *sleeping to fv + 1 (and leaves it raised), for one
+ * sleeper per word (channel.c); the notifier must change *f after every
+ * change of *p and then call shm_notify32_clear on f, which lowers the
+ * flag when it wakes.  Returns 0 with the new value in *newval, ETIMEDOUT,
+ * or the errno of a failed FUTEX_WAIT (EINTR...).
  */
 int shm_wait32_on(uint32_t *p, uint32_t old, uint32_t *f, int64_t timeout_ns,
                   uint32_t *sleeping, uint32_t *newval);
-/*
- * Stores x into *p (seq_cst) and wakes every sleeper on it, with a waiters
- * count only when *waiters != 0, as shm.notify.  Returns the number woken,
- * or -1 with errno set.
- */
-long shm_notify32(uint32_t *p, uint32_t x, uint32_t *waiters);
 /*
  * Stores x into *p (seq_cst); if *sleeping says that a process sleeps on
  * another value than x, lowers it and wakes every sleeper on p.  Returns
