@@ -481,8 +481,10 @@ describe("channel", function()
         assert(tx:send("fifth", 30))
       ]])
       await_sleeper(rx.hv, "tail_waiters")
+      assert.equal(shm.atomic_load(rx.hv, "tail") + 1, shm.atomic_load(rx.hv, "tail_waiters"))
       assert.equal(48, rx:pending_bytes())   -- the fourth needs 16 + 4 bytes
       assert.equal(("%012d"):format(1), rx:recv(0))
+      assert.equal(0, shm.atomic_load(rx.hv, "tail_waiters"))  -- lowered by the wake
       ipc.expect_ok(c, 30)
       for i = 2, 4 do assert.equal(("%012d"):format(i), rx:recv(0)) end
       assert.equal("fifth", rx:recv(0))
