@@ -17,10 +17,10 @@
  * its indices from shared memory, so a successor that attaches after a
  * kill carries on from them.  The producer writes the next record's 0
  * stamp, the payload, then the record's stamp (the message is sent), then
- * publishes head (shm_notify32_clear); the consumer learns of a record from its
- * stamp, copies the message into a Lua string, then publishes tail: never
- * before the copy, so a kill cannot lose or duplicate a message except as
- * channel.lua's header says.  The first send through a binding (every
+ * publishes head (shm_notify32_clear); the consumer learns of a record
+ * from its stamp, copies the message into a Lua string, then publishes
+ * tail: never before the copy, so a kill cannot lose or duplicate a
+ * message except as channel.lua's header says.  The first send through a binding (every
  * unbound send) first repairs a head left behind a stamp by a producer
  * killed between the two.
  *

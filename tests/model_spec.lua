@@ -2,10 +2,10 @@
 -- (tools/model/channel.pml: stamps, 0 terminators, tail_seen, head stored
 -- after the stamp, the consumer sleeping on head while it watches the
 -- stamp, the sleepers' flags; with -DCRASH a producer killed inside a send
--- and its successor's repair of head).  The correct model must verify with no errors, with and
--- without crashes (no lost, duplicated, reordered, stale or torn message;
--- no deadlock or lost wake-up), and each mutant must fail, which shows the
--- checks can fail:
+-- and its successor's repair of head).  The correct model must verify with
+-- no errors, with and without crashes (no lost, duplicated, reordered,
+-- stale or torn message; no deadlock or lost wake-up), and each mutant must
+-- fail, which shows the checks can fail:
 --   1 no 0 terminator (a stale stamp of an earlier lap is read),
 --   2 the consumer sleeps without re-checking the stamp (lost wake-up),
 --   3 stamp before payload (torn record),

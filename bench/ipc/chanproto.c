@@ -3,8 +3,9 @@
  * lua/shm/channel.lua's send and recv cost as lean C calls.  It speaks
  * version 3 of the protocol on the same `struct shm_channel` (stamped
  * records, the wrap stamp, head published with the sleep-flag wake-up of
- * src/atomic.c's shm_notify32_clear, tail_seen) and waits the way src/atomic.c's wait_change
- * does (spin for an adaptive budget, then sched_yield, then FUTEX_WAIT), so
+ * src/atomic.c's shm_notify32_clear, tail_seen) and waits the way
+ * src/atomic.c's wait_change does (spin for an adaptive budget, then
+ * sched_yield, then FUTEX_WAIT), so
  * the benchmark can show the gap between the real implementation and a
  * bare one, measured rather than guessed.
  *

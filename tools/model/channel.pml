@@ -45,9 +45,10 @@
  *
  * Memory model: every shared access is sequentially consistent (one SPIN
  * step each).  The C code uses release stores / acquire loads for the
- * stamps and indices and seq_cst for the waiters Dekker protocol (store
- * head / tail, then load the flag; raise the flag, then re-check); SC is the strongest reading of those orders, so the model
- * does not show what weaker hardware orders would do.  Words are written
+ * stamps and indices and seq_cst for the sleep flags' Dekker protocol
+ * (store head / tail, then load the flag; raise the flag, then re-check);
+ * SC is the strongest reading of those orders, so the model does not show
+ * what weaker hardware orders would do.  Words are written
  * whole (no byte tearing within a word).
  *
  * Sleep/wake: FUTEX_WAIT's compare and sleep are one atomic step (csleep /
