@@ -491,6 +491,30 @@ static int futex_wake(lua_State *L) {
  * On one core the peer only ever progresses while we yield or sleep, and a
  * yield that lets it run is slow, so the budget falls to zero and stays
  * there; the sched_yield then hands the CPU straight to the peer.
+ *
+ * The yields adapt too.  A wait whose yields all returned quickly (nobody
+ * was waiting for this CPU) and that must sleep all the same learnt that
+ * yielding does nothing here: the peer is slow, or runs elsewhere and was
+ * itself asleep.  The next waits that get as far as yielding go straight
+ * to sleep instead, 4 of them, then 8, ... up to 64 after each useless
+ * yield phase; a wait satisfied while yielding ends that.  Yielding cost
+ * such a wait up to YIELD_MAX_NS of CPU for nothing (a peer answering in
+ * 0.5 ms: 14 us of CPU a wait, against 8 for a plain futex_wait loop; now
+ * about 9), and on a virtual machine whose host runs both of its CPUs on
+ * one core (these VMs do, at times) it holds the core the peer needs.
+ *
+ * And the spin of a wait right after a wake-up.  A thread that woke a
+ * sleeper (notify, or a channel's publish, made a FUTEX_WAKE that woke
+ * somebody) and then, within WOKE_NS, waits (typically for that peer's
+ * answer) spins up to LONG_SPIN_NS, if its last yields showed that nobody
+ * else wants this CPU.  The answer cannot come before the peer is awake,
+ * and a wake-up takes 5 us to, on a busy VM host, 50 us and more: longer
+ * than the usual budget.  Without this, once wake-ups are slow both sides
+ * of an exchange fall asleep in every round and stay so, each waking the
+ * other (bench/ipc_bench.lua saw the channel's cross-CPU round trip go
+ * from 0.8 us to 10-40 us in such minutes, while a spinning ping-pong
+ * kept 1 us).  A long spin that runs out (the peer is slow, or shares
+ * this CPU) is not tried again for the next 4, then 8, ... 64 such waits.
  */
 
 #define SPIN_MAX_NS 20000  /* about the cost of a cross-CPU futex wake-up */
@@ -499,14 +523,24 @@ static int futex_wake(lua_State *L) {
 #define YIELD_MAX 16       /* yields before sleeping ...                   */
 #define YIELD_MAX_NS 10000 /* ... or this long, whichever comes first      */
 #define FAST_YIELD_NS 1500 /* a sched_yield this quick switched to nobody  */
+#define SKIP_MIN 4         /* waits that skip yielding after a useless     */
+#define SKIP_MAX 64        /* yield phase: doubling from SKIP_MIN          */
+#define LONG_SPIN_NS 50000 /* the spin of a wait right after a wake-up ... */
+#define WOKE_NS 20000      /* ... that this thread made this recently      */
 #define ADAPT_SLOTS 64
 
 typedef struct Adapt {
   uintptr_t addr;
   int64_t budget; /* spin budget in ns */
+  int skip;       /* the next waits that sleep without yielding first */
+  int period;     /* the skip set by the last useless yield phase, or 0 */
+  int fast;       /* the last yield phase's yields all returned at once */
+  int lskip;      /* as skip and period, for the long spin */
+  int lperiod;
 } Adapt;
 
 static __thread Adapt adapt_table[ADAPT_SLOTS];
+static __thread int64_t woke_ns = INT64_MIN / 2; /* this thread woke a sleeper */
 
 static Adapt *adapt_for(const void *p) {
   uintptr_t a = (uintptr_t)p;
@@ -515,8 +549,22 @@ static Adapt *adapt_for(const void *p) {
   if (s->addr != a) {
     s->addr = a;
     s->budget = SPIN_START_NS;
+    s->skip = s->period = s->fast = s->lskip = s->lperiod = 0;
   }
   return s;
+}
+
+/* The next skip after a failed try: SKIP_MIN, then doubling to SKIP_MAX. */
+static int backoff(int period) {
+  return period == 0 ? SKIP_MIN : period * 2 > SKIP_MAX ? SKIP_MAX : period * 2;
+}
+
+static void halve(Adapt *st) {
+  st->budget = st->budget / 2 < SPIN_MIN_NS ? 0 : st->budget / 2;
+}
+
+static void long_failed(Adapt *st) {
+  st->lskip = st->lperiod = backoff(st->lperiod);
 }
 
 /* An optional field name at `idx` for the waiter count, or 0 if none. */
@@ -544,7 +592,7 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
                      void *w, int wsize, int flag, uint32_t *newval) {
   uint32_t v;
   int64_t t0, deadline, t, budget;
-  int k, err;
+  int k, err, lng = 0;
   Adapt *st;
   long r;
 
@@ -554,37 +602,60 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
   deadline = tns < 0 ? INT64_MAX : t0 + tns;
   st = adapt_for(f != NULL ? f : p); /* a stable address to learn on */
 
-  /* 1. spin, checking the clock every 16 pauses */
+  /* 1. spin, checking the clock every 16 pauses; long right after this
+   * thread woke a sleeper on another CPU (see above) */
   budget = st->budget;
+  if (st->fast && t0 - woke_ns < WOKE_NS && budget < LONG_SPIN_NS) {
+    if (st->lskip > 0) st->lskip--;
+    else budget = LONG_SPIN_NS, lng = 1;
+  }
   if (budget > 0) {
     int64_t end = deadline - t0 < budget ? deadline : t0 + budget;
     for (k = 1;; k++) {
       shm_cpu_relax();
       if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
         t = now_ns() - t0;
-        if (t > budget + SPIN_MIN_NS) /* preempted while spinning: the CPU */
-          st->budget = budget / 2 < SPIN_MIN_NS ? 0 : budget / 2; /* is shared */
-        else if (2 * t > st->budget)
-          st->budget = 2 * t > SPIN_MAX_NS ? SPIN_MAX_NS : 2 * t;
+        if (t > budget + SPIN_MIN_NS) { /* preempted while spinning: */
+          halve(st);                    /* the CPU is shared */
+          if (lng) long_failed(st);
+        } else {
+          if (2 * t > st->budget)
+            st->budget = 2 * t > SPIN_MAX_NS ? SPIN_MAX_NS : 2 * t;
+          if (lng) st->lperiod = 0;
+        }
         goto changed;
       }
       if ((k & 15) == 0 && now_ns() >= end) break;
     }
-    st->budget = budget / 2 < SPIN_MIN_NS ? 0 : budget / 2;
+    halve(st);
+    if (lng) long_failed(st);
   }
 
-  /* 2. yield: hands the CPU to the peer if it shares ours */
-  for (k = 0; k < YIELD_MAX; k++) {
-    int64_t t1 = now_ns();
-    if (t1 >= deadline) return ETIMEDOUT;
-    if (t1 - t0 > YIELD_MAX_NS + budget) break;
-    sched_yield();
-    if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
-      if (now_ns() - t1 < FAST_YIELD_NS)
-        st->budget = st->budget == 0 ? SPIN_MIN_NS
-                   : st->budget * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : st->budget * 2;
-      goto changed;
+  /* 2. yield: hands the CPU to the peer if it shares ours (unless yields
+   * have been useless lately) */
+  if (st->skip > 0) {
+    st->skip--;
+  } else {
+    int fast = 1; /* every yield so far returned at once */
+    for (k = 0; k < YIELD_MAX; k++) {
+      int64_t t1 = now_ns(), t2;
+      if (t1 >= deadline) return ETIMEDOUT;
+      if (t1 - t0 > YIELD_MAX_NS + budget) break;
+      sched_yield();
+      t2 = now_ns();
+      if (t2 - t1 >= FAST_YIELD_NS) fast = 0;
+      if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
+        if (t2 - t1 < FAST_YIELD_NS)
+          st->budget = st->budget == 0 ? SPIN_MIN_NS
+                     : st->budget * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : st->budget * 2;
+        st->fast = fast;
+        st->period = 0;
+        goto changed;
+      }
     }
+    st->fast = fast;
+    if (fast) /* nobody wanted this CPU, and the peer did not answer */
+      st->skip = st->period = backoff(st->period);
   }
 
   /* 3. sleep: on p itself, or on f, read before the count goes up */
@@ -638,6 +709,12 @@ int shm_wait32_on(uint32_t *p, uint32_t old, uint32_t *f, int64_t timeout_ns,
   return wait_core(p, old, f, timeout_ns, sleeping, 4, 1, newval);
 }
 
+/* FUTEX_WAKE's result r, after noting when this thread woke somebody. */
+static long woke(long r) {
+  if (r > 0) woke_ns = now_ns();
+  return r;
+}
+
 /*
  * The notify core: stores x into *p (seq_cst) and wakes every sleeper on
  * it, only if the count at `w` (wsize bytes; NULL: none) is not zero.
@@ -646,7 +723,7 @@ int shm_wait32_on(uint32_t *p, uint32_t old, uint32_t *f, int64_t timeout_ns,
 static long notify_core(uint32_t *p, uint32_t x, void *w, int wsize) {
   __atomic_store_n(p, x, __ATOMIC_SEQ_CST);
   if (w != NULL && do_load(w, wsize, __ATOMIC_SEQ_CST) == 0) return 0;
-  return futex_call(p, FUTEX_WAKE, INT_MAX, NULL);
+  return woke(futex_call(p, FUTEX_WAKE, INT_MAX, NULL));
 }
 
 /*
@@ -676,7 +753,7 @@ long shm_notify32_clear(uint32_t *p, uint32_t x, uint32_t *sleeping) {
   v = __atomic_load_n(sleeping, __ATOMIC_SEQ_CST);
   if (v == 0 || v == x + 1) return 0;
   __atomic_compare_exchange_n(sleeping, &v, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-  return futex_call(p, FUTEX_WAKE, INT_MAX, NULL);
+  return woke(futex_call(p, FUTEX_WAKE, INT_MAX, NULL));
 }
 
 /*
