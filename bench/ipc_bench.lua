@@ -200,6 +200,22 @@ local TP = {
 }
 local tplace = PLACES[1]
 
+-- The machine's steal time: the share of its CPUs' time that the host of
+-- this VM gave to something else (/proc/stat, field 8 of the "cpu" line);
+-- nil where there is no such field.  Slow rounds on these VMs come with it.
+local function cpu_ticks()
+  local f = io.open("/proc/stat")
+  local line = f and f:read("l")
+  if f then f:close() end
+  local t = {}
+  for x in (line or ""):gmatch("%d+") do t[#t + 1] = tonumber(x) end
+  if #t < 8 then return nil end
+  local total = 0
+  for i = 1, 8 do total = total + t[i] end  -- user .. steal (guest is in user)
+  return total, t[8]
+end
+local steal = {}                            -- [round] = percent
+
 -- R[key][place] = { runs = { [round] = ns }, note }; T[key] = { [round] = msgs/s }
 local R, T = {}, {}
 for _, row in ipairs(rows) do
@@ -209,6 +225,7 @@ end
 for _, row in ipairs(TP) do T[row.key] = {} end
 
 for round = 1, RUNS do
+  local total0, steal0 = cpu_ticks()
   for _, row in ipairs(rows) do
     for _, place in ipairs(PLACES) do
       local c = R[row.key][place[1]]
@@ -236,6 +253,10 @@ for round = 1, RUNS do
       if rate then T[row.key][round] = rate else row.err = err end
     end
   end
+  local total1, steal1 = cpu_ticks()
+  if total0 and total1 > total0 then
+    steal[round] = 100 * (steal1 - steal0) / (total1 - total0)
+  end
 end
 
 local function median(list)
@@ -262,6 +283,13 @@ local function us(x)
   if not x then return "-" end
   if x >= 1e6 then return ("%.2f ms"):format(x / 1e6) end
   return ("%.2f us"):format(x / 1e3)
+end
+
+if #steal > 0 then
+  local parts = {}
+  for round = 1, #steal do parts[round] = ("%.0f%%"):format(steal[round]) end
+  say("steal time per round (CPU time the VM's host gave to others): %s\n",
+      table.concat(parts, " "))
 end
 
 say("\n== round trip between two processes (median over the rounds of a run's mean)\n")
