@@ -492,29 +492,18 @@ static int futex_wake(lua_State *L) {
  * yield that lets it run is slow, so the budget falls to zero and stays
  * there; the sched_yield then hands the CPU straight to the peer.
  *
- * The yields adapt too.  A wait whose yields all returned quickly (nobody
- * was waiting for this CPU) and that must sleep all the same learnt that
- * yielding does nothing here: the peer is slow, or runs elsewhere and was
- * itself asleep.  The next waits that get as far as yielding go straight
- * to sleep instead, 4 of them, then 8, ... up to 64 after each useless
- * yield phase; a wait satisfied while yielding ends that.  Yielding cost
- * such a wait up to YIELD_MAX_NS of CPU for nothing (a peer answering in
- * 0.5 ms: 14 us of CPU a wait, against 8 for a plain futex_wait loop; now
- * about 9), and on a virtual machine whose host runs both of its CPUs on
- * one core (these VMs do, at times) it holds the core the peer needs.
- *
- * And the spin of a wait right after a wake-up.  A thread that woke a
- * sleeper (notify, or a channel's publish, made a FUTEX_WAKE that woke
- * somebody) and then, within WOKE_NS, waits (typically for that peer's
- * answer) spins up to LONG_SPIN_NS, if its last yields showed that nobody
- * else wants this CPU.  The answer cannot come before the peer is awake,
- * and a wake-up takes 5 us to, on a busy VM host, 50 us and more: longer
- * than the usual budget.  Without this, once wake-ups are slow both sides
- * of an exchange fall asleep in every round and stay so, each waking the
- * other (bench/ipc_bench.lua saw the channel's cross-CPU round trip go
- * from 0.8 us to 10-40 us in such minutes, while a spinning ping-pong
- * kept 1 us).  A long spin that runs out (the peer is slow, or shares
- * this CPU) is not tried again for the next 4, then 8, ... 64 such waits.
+ * The yields adapt too.  A wait that yielded YIELD_MAX times (or for
+ * YIELD_MAX_NS) and must sleep all the same learnt that the answer does
+ * not come soon: the peer is slow, or was itself asleep.  Sleeping hands
+ * the CPU to a peer that shares it as well as yielding does, so the next
+ * waits that get as far as yielding go straight to sleep instead: 4 of
+ * them, then 8, ... up to 64 after each useless yield phase; a wait
+ * satisfied while yielding ends that.  A useless yield phase costs up to
+ * YIELD_MAX_NS of CPU (with a peer answering in 0.5 ms, wait_change cost
+ * 14 us of CPU a wait against 8 for a plain futex_wait loop; atomic_spec
+ * checks the difference), and on a virtual machine whose host runs both
+ * of its CPUs on one core (these VMs do, at times) it holds the core the
+ * peer needs.
  */
 
 #define SPIN_MAX_NS 20000  /* about the cost of a cross-CPU futex wake-up */
@@ -525,8 +514,6 @@ static int futex_wake(lua_State *L) {
 #define FAST_YIELD_NS 1500 /* a sched_yield this quick switched to nobody  */
 #define SKIP_MIN 4         /* waits that skip yielding after a useless     */
 #define SKIP_MAX 64        /* yield phase: doubling from SKIP_MIN          */
-#define LONG_SPIN_NS 50000 /* the spin of a wait right after a wake-up ... */
-#define WOKE_NS 20000      /* ... that this thread made this recently      */
 #define ADAPT_SLOTS 64
 
 typedef struct Adapt {
@@ -534,13 +521,9 @@ typedef struct Adapt {
   int64_t budget; /* spin budget in ns */
   int skip;       /* the next waits that sleep without yielding first */
   int period;     /* the skip set by the last useless yield phase, or 0 */
-  int fast;       /* the last yield phase's yields all returned at once */
-  int lskip;      /* as skip and period, for the long spin */
-  int lperiod;
 } Adapt;
 
 static __thread Adapt adapt_table[ADAPT_SLOTS];
-static __thread int64_t woke_ns = INT64_MIN / 2; /* this thread woke a sleeper */
 
 static Adapt *adapt_for(const void *p) {
   uintptr_t a = (uintptr_t)p;
@@ -549,7 +532,7 @@ static Adapt *adapt_for(const void *p) {
   if (s->addr != a) {
     s->addr = a;
     s->budget = SPIN_START_NS;
-    s->skip = s->period = s->fast = s->lskip = s->lperiod = 0;
+    s->skip = s->period = 0;
   }
   return s;
 }
@@ -561,10 +544,6 @@ static int backoff(int period) {
 
 static void halve(Adapt *st) {
   st->budget = st->budget / 2 < SPIN_MIN_NS ? 0 : st->budget / 2;
-}
-
-static void long_failed(Adapt *st) {
-  st->lskip = st->lperiod = backoff(st->lperiod);
 }
 
 /* An optional field name at `idx` for the waiter count, or 0 if none. */
@@ -592,7 +571,7 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
                      void *w, int wsize, int flag, uint32_t *newval) {
   uint32_t v;
   int64_t t0, deadline, t, budget;
-  int k, err, lng = 0;
+  int k, err;
   Adapt *st;
   long r;
 
@@ -602,33 +581,23 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
   deadline = tns < 0 ? INT64_MAX : t0 + tns;
   st = adapt_for(f != NULL ? f : p); /* a stable address to learn on */
 
-  /* 1. spin, checking the clock every 16 pauses; long right after this
-   * thread woke a sleeper on another CPU (see above) */
+  /* 1. spin, checking the clock every 16 pauses */
   budget = st->budget;
-  if (st->fast && t0 - woke_ns < WOKE_NS && budget < LONG_SPIN_NS) {
-    if (st->lskip > 0) st->lskip--;
-    else budget = LONG_SPIN_NS, lng = 1;
-  }
   if (budget > 0) {
     int64_t end = deadline - t0 < budget ? deadline : t0 + budget;
     for (k = 1;; k++) {
       shm_cpu_relax();
       if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
         t = now_ns() - t0;
-        if (t > budget + SPIN_MIN_NS) { /* preempted while spinning: */
-          halve(st);                    /* the CPU is shared */
-          if (lng) long_failed(st);
-        } else {
-          if (2 * t > st->budget)
-            st->budget = 2 * t > SPIN_MAX_NS ? SPIN_MAX_NS : 2 * t;
-          if (lng) st->lperiod = 0;
-        }
+        if (t > budget + SPIN_MIN_NS) /* preempted while spinning: the CPU */
+          halve(st);                  /* is shared */
+        else if (2 * t > st->budget)
+          st->budget = 2 * t > SPIN_MAX_NS ? SPIN_MAX_NS : 2 * t;
         goto changed;
       }
       if ((k & 15) == 0 && now_ns() >= end) break;
     }
     halve(st);
-    if (lng) long_failed(st);
   }
 
   /* 2. yield: hands the CPU to the peer if it shares ours (unless yields
@@ -636,26 +605,20 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
   if (st->skip > 0) {
     st->skip--;
   } else {
-    int fast = 1; /* every yield so far returned at once */
     for (k = 0; k < YIELD_MAX; k++) {
-      int64_t t1 = now_ns(), t2;
+      int64_t t1 = now_ns();
       if (t1 >= deadline) return ETIMEDOUT;
       if (t1 - t0 > YIELD_MAX_NS + budget) break;
       sched_yield();
-      t2 = now_ns();
-      if (t2 - t1 >= FAST_YIELD_NS) fast = 0;
       if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
-        if (t2 - t1 < FAST_YIELD_NS)
+        if (now_ns() - t1 < FAST_YIELD_NS)
           st->budget = st->budget == 0 ? SPIN_MIN_NS
                      : st->budget * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : st->budget * 2;
-        st->fast = fast;
         st->period = 0;
         goto changed;
       }
     }
-    st->fast = fast;
-    if (fast) /* nobody wanted this CPU, and the peer did not answer */
-      st->skip = st->period = backoff(st->period);
+    st->skip = st->period = backoff(st->period); /* no answer: sleep sooner */
   }
 
   /* 3. sleep: on p itself, or on f, read before the count goes up */
@@ -709,12 +672,6 @@ int shm_wait32_on(uint32_t *p, uint32_t old, uint32_t *f, int64_t timeout_ns,
   return wait_core(p, old, f, timeout_ns, sleeping, 4, 1, newval);
 }
 
-/* FUTEX_WAKE's result r, after noting when this thread woke somebody. */
-static long woke(long r) {
-  if (r > 0) woke_ns = now_ns();
-  return r;
-}
-
 /*
  * The notify core: stores x into *p (seq_cst) and wakes every sleeper on
  * it, only if the count at `w` (wsize bytes; NULL: none) is not zero.
@@ -723,7 +680,7 @@ static long woke(long r) {
 static long notify_core(uint32_t *p, uint32_t x, void *w, int wsize) {
   __atomic_store_n(p, x, __ATOMIC_SEQ_CST);
   if (w != NULL && do_load(w, wsize, __ATOMIC_SEQ_CST) == 0) return 0;
-  return woke(futex_call(p, FUTEX_WAKE, INT_MAX, NULL));
+  return futex_call(p, FUTEX_WAKE, INT_MAX, NULL);
 }
 
 /*
@@ -753,7 +710,7 @@ long shm_notify32_clear(uint32_t *p, uint32_t x, uint32_t *sleeping) {
   v = __atomic_load_n(sleeping, __ATOMIC_SEQ_CST);
   if (v == 0 || v == x + 1) return 0;
   __atomic_compare_exchange_n(sleeping, &v, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-  return woke(futex_call(p, FUTEX_WAKE, INT_MAX, NULL));
+  return futex_call(p, FUTEX_WAKE, INT_MAX, NULL);
 }
 
 /*

@@ -552,34 +552,6 @@ describe("wait_change and notify", function()
     assert.is_true(ns < 300000, ("%d ns a round trip on one CPU"):format(ns))
   end)
 
-  -- After a wake-up it made, a waiter spins long enough (50 us) to catch an
-  -- answer that comes a little later than its usual budget: otherwise,
-  -- when wake-ups are slow, both sides sleep in every exchange (see
-  -- src/atomic.c, "the spin of a wait right after a wake-up").  The
-  -- exchange itself is tests/data/wake_spin.lua, run on CPU 0 with its
-  -- child on CPU 1.
-  it("spins through the peer's wake-up instead of sleeping", function()
-    local cpus = helper.run("taskset -pc $$ 2>/dev/null")
-    if not cpus:match("list:%s*0[,-]") then
-      pending("needs taskset and CPUs 0 and 1")
-      return
-    end
-    local script = assert(package.searchpath("data.wake_spin", package.path))
-    local out, code = helper.run(("timeout 60 taskset -c 0 %q %q 1"):format(shm.exepath(), script))
-    assert.equal(0, code, out)
-    local eligible, slept = out:match("eligible (%d+) slept (%d+)")
-    assert.is_string(eligible, out)
-    eligible, slept = tonumber(eligible), tonumber(slept)
-    if eligible < 40 then
-      pending(("wake-ups take more than 10 us here: %d of 400 answers came within 40 us")
-              :format(eligible))
-      return
-    end
-    -- without the long spin it sleeps in all of them
-    assert.is_true(slept < eligible / 2,
-                   ("slept in %d of %d exchanges"):format(slept, eligible))
-  end)
-
   -- A peer that answers each request half a millisecond late (it sleeps
   -- first), so that every wait ends asleep: an adaptive wait that kept
   -- spinning and yielding first would burn CPU for nothing (about 10 us a

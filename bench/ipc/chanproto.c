@@ -5,8 +5,7 @@
  * records, the wrap stamp, head published with the sleep-flag wake-up of
  * src/atomic.c's shm_notify32_clear, tail_seen) and waits the way
  * src/atomic.c's wait_change does (spin for an adaptive budget, then
- * sched_yield, then FUTEX_WAIT; yields skipped after useless ones, and a
- * long spin right after a wake-up this process made), so
+ * sched_yield, then FUTEX_WAIT; yields skipped after useless ones), so
  * the benchmark can show the gap between the real implementation and a
  * bare one, measured rather than guessed.
  *
@@ -60,18 +59,12 @@ struct shm_channel {
 #define FAST_YIELD_NS 1500
 #define SKIP_MIN 4
 #define SKIP_MAX 64
-#define LONG_SPIN_NS 50000
-#define WOKE_NS 20000
 
 /* What a kind of wait learnt (src/atomic.c's Adapt). */
 typedef struct Adapt {
   int64_t budget;    /* spin budget in ns */
   int skip, period;  /* waits that skip yielding, and the last such skip */
-  int fast;          /* the last yields returned at once */
-  int lskip, lperiod; /* the same for the long spin */
 } Adapt;
-
-static int64_t woke_ns = INT64_MIN / 2; /* when this process last woke a sleeper */
 
 static int backoff(int period) {
   return period == 0 ? SKIP_MIN : period * 2 > SKIP_MAX ? SKIP_MAX : period * 2;
@@ -110,46 +103,34 @@ static uint32_t wait_change(Chan *c, uint32_t *watch, uint32_t old, uint32_t *sl
                             uint32_t *waiters, Adapt *a) {
   uint32_t v;
   int64_t t0 = now_ns(), b = a->budget;
-  int lng = 0;
-  if (a->fast && t0 - woke_ns < WOKE_NS && b < LONG_SPIN_NS) {
-    if (a->lskip > 0) a->lskip--;
-    else b = LONG_SPIN_NS, lng = 1;
-  }
   if (b > 0) {
     for (int k = 1;; k++) {
       relax();
       if ((v = __atomic_load_n(watch, __ATOMIC_ACQUIRE)) != old) {
         int64_t t = now_ns() - t0;
         if (2 * t > a->budget) a->budget = 2 * t > SPIN_MAX_NS ? SPIN_MAX_NS : 2 * t;
-        if (lng) a->lperiod = 0;
         return v;
       }
       if ((k & 15) == 0 && now_ns() - t0 >= b) break;
     }
-    a->budget = a->budget / 2 < SPIN_MIN_NS ? 0 : a->budget / 2;
-    if (lng) a->lskip = a->lperiod = backoff(a->lperiod);
+    a->budget = b / 2 < SPIN_MIN_NS ? 0 : b / 2;
   }
   if (a->skip > 0) {
     a->skip--;
   } else {
-    int fast = 1;
     for (int k = 0; k < YIELD_MAX; k++) {
-      int64_t t1 = now_ns(), t2;
+      int64_t t1 = now_ns();
       if (t1 - t0 > YIELD_MAX_NS + b) break;
       sched_yield();
-      t2 = now_ns();
-      if (t2 - t1 >= FAST_YIELD_NS) fast = 0;
       if ((v = __atomic_load_n(watch, __ATOMIC_ACQUIRE)) != old) {
-        if (t2 - t1 < FAST_YIELD_NS)
+        if (now_ns() - t1 < FAST_YIELD_NS)
           a->budget = a->budget == 0 ? SPIN_MIN_NS
                     : a->budget * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : a->budget * 2;
-        a->fast = fast;
         a->period = 0;
         return v;
       }
     }
-    a->fast = fast;
-    if (fast) a->skip = a->period = backoff(a->period);
+    a->skip = a->period = backoff(a->period);
   }
   /* one sleeper of a kind: a raised flag is a killed predecessor's or ours */
   if (__atomic_load_n(waiters, __ATOMIC_RELAXED) != 0)
@@ -173,7 +154,7 @@ static void notify(uint32_t *p, uint32_t v, uint32_t *waiters) {
   w = __atomic_load_n(waiters, __ATOMIC_SEQ_CST);
   if (w == 0 || w == v + 1) return;
   __atomic_compare_exchange_n(waiters, &w, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-  if (syscall(SYS_futex, p, FUTEX_WAKE, INT_MAX, NULL, NULL, 0) > 0) woke_ns = now_ns();
+  syscall(SYS_futex, p, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 /* Publishes c->head (step 5) if it moved since the last time. */
