@@ -492,18 +492,21 @@ static int futex_wake(lua_State *L) {
  * yield that lets it run is slow, so the budget falls to zero and stays
  * there; the sched_yield then hands the CPU straight to the peer.
  *
- * The yields adapt too.  A wait that yielded YIELD_MAX times (or for
- * YIELD_MAX_NS) and must sleep all the same learnt that the answer does
- * not come soon: the peer is slow, or was itself asleep.  Sleeping hands
- * the CPU to a peer that shares it as well as yielding does, so the next
- * waits that get as far as yielding go straight to sleep instead: 4 of
- * them, then 8, ... up to 64 after each useless yield phase; a wait
- * satisfied while yielding ends that.  A useless yield phase costs up to
- * YIELD_MAX_NS of CPU (with a peer answering in 0.5 ms, wait_change cost
- * 14 us of CPU a wait against 8 for a plain futex_wait loop; atomic_spec
- * checks the difference), and on a virtual machine whose host runs both
- * of its CPUs on one core (these VMs do, at times) it holds the core the
- * peer needs.
+ * The yields adapt too.  A wait that yielded in vain, slept, and got its
+ * answer only after more than SLOW_PEER_NS (200 us) learnt that the peer
+ * is slow: yielding does not help, and sleeping hands the CPU to a peer
+ * that shares it as well as yielding does.  So the next waits that get as
+ * far as yielding go straight to sleep instead: 4 of them, then 8, ... up
+ * to 64 after each such wait; a wait satisfied while yielding, or sooner
+ * after its sleep, ends that.  A useless yield phase costs up to
+ * YIELD_MAX_NS of CPU: with a peer answering in 0.5 ms, wait_change cost
+ * 19 us of CPU a wait against 10 for a plain futex_wait loop; now the
+ * same as that loop (atomic_spec checks it).  Answers that come sooner
+ * keep the yields: when wake-ups are slow (tens of us, on a VM whose host
+ * is busy) both sides of an exchange can fall asleep in every round, and
+ * a yield that catches an answer is how they get out of it; skipping the
+ * yields there too made those rounds worse (interleaved runs: 20-36 us
+ * round trips, against 2-23 us).
  */
 
 #define SPIN_MAX_NS 20000  /* about the cost of a cross-CPU futex wake-up */
@@ -514,6 +517,7 @@ static int futex_wake(lua_State *L) {
 #define FAST_YIELD_NS 1500 /* a sched_yield this quick switched to nobody  */
 #define SKIP_MIN 4         /* waits that skip yielding after a useless     */
 #define SKIP_MAX 64        /* yield phase: doubling from SKIP_MIN          */
+#define SLOW_PEER_NS 200000 /* ... if the answer took longer than this     */
 #define ADAPT_SLOTS 64
 
 typedef struct Adapt {
@@ -540,6 +544,17 @@ static Adapt *adapt_for(const void *p) {
 /* The next skip after a failed try: SKIP_MIN, then doubling to SKIP_MAX. */
 static int backoff(int period) {
   return period == 0 ? SKIP_MIN : period * 2 > SKIP_MAX ? SKIP_MAX : period * 2;
+}
+
+/*
+ * After a wait that slept, having yielded in vain or skipped yielding: an
+ * answer (or timeout) that came within SLOW_PEER_NS ends the skipping;
+ * a later one, after yields in vain, means yielding was pointless by far,
+ * so the next waits skip it.
+ */
+static void after_sleep(Adapt *st, int64_t t0, int skipped) {
+  if (now_ns() - t0 <= SLOW_PEER_NS) st->skip = st->period = 0;
+  else if (!skipped) st->skip = st->period = backoff(st->period);
 }
 
 static void halve(Adapt *st) {
@@ -571,7 +586,7 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
                      void *w, int wsize, int flag, uint32_t *newval) {
   uint32_t v;
   int64_t t0, deadline, t, budget;
-  int k, err;
+  int k, err, useless = 0, skipped = 0;
   Adapt *st;
   long r;
 
@@ -604,6 +619,7 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
    * have been useless lately) */
   if (st->skip > 0) {
     st->skip--;
+    skipped = 1;
   } else {
     for (k = 0; k < YIELD_MAX; k++) {
       int64_t t1 = now_ns();
@@ -618,7 +634,7 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
         goto changed;
       }
     }
-    st->skip = st->period = backoff(st->period); /* no answer: sleep sooner */
+    useless = 1;
   }
 
   /* 3. sleep: on p itself, or on f, read before the count goes up */
@@ -627,7 +643,10 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
     uint32_t fv = old;
     if (tns >= 0) {
       t = deadline - now_ns();
-      if (t <= 0) return ETIMEDOUT;
+      if (t <= 0) {
+        err = ETIMEDOUT;
+        break;
+      }
       ts = ns_to_timespec(t);
       tsp = &ts;
     }
@@ -643,11 +662,15 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
       err = errno;
     }
     if (w != NULL && !flag) do_rmw(w, wsize, RMW_SUB, 1, __ATOMIC_SEQ_CST);
-    if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) goto changed;
-    if (r != 0 && err == ETIMEDOUT) return ETIMEDOUT;
-    if (r != 0 && err != EAGAIN) return err;
+    if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
+      err = 0;
+      break;
+    }
+    if (r != 0 && err != EAGAIN) break; /* ETIMEDOUT, EINTR... */
     /* woken, spuriously or by an ABA change: look again */
   }
+  if (useless || skipped) after_sleep(st, t0, skipped);
+  if (err != 0) return err;
 
 changed:
   *newval = v;

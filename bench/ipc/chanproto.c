@@ -5,7 +5,7 @@
  * records, the wrap stamp, head published with the sleep-flag wake-up of
  * src/atomic.c's shm_notify32_clear, tail_seen) and waits the way
  * src/atomic.c's wait_change does (spin for an adaptive budget, then
- * sched_yield, then FUTEX_WAIT; yields skipped after useless ones), so
+ * sched_yield, then FUTEX_WAIT; yields skipped while the peer answers slowly), so
  * the benchmark can show the gap between the real implementation and a
  * bare one, measured rather than guessed.
  *
@@ -59,6 +59,7 @@ struct shm_channel {
 #define FAST_YIELD_NS 1500
 #define SKIP_MIN 4
 #define SKIP_MAX 64
+#define SLOW_PEER_NS 200000
 
 /* What a kind of wait learnt (src/atomic.c's Adapt). */
 typedef struct Adapt {
@@ -103,6 +104,7 @@ static uint32_t wait_change(Chan *c, uint32_t *watch, uint32_t old, uint32_t *sl
                             uint32_t *waiters, Adapt *a) {
   uint32_t v;
   int64_t t0 = now_ns(), b = a->budget;
+  int skipped = 0;
   if (b > 0) {
     for (int k = 1;; k++) {
       relax();
@@ -117,6 +119,7 @@ static uint32_t wait_change(Chan *c, uint32_t *watch, uint32_t old, uint32_t *sl
   }
   if (a->skip > 0) {
     a->skip--;
+    skipped = 1;
   } else {
     for (int k = 0; k < YIELD_MAX; k++) {
       int64_t t1 = now_ns();
@@ -130,7 +133,6 @@ static uint32_t wait_change(Chan *c, uint32_t *watch, uint32_t old, uint32_t *sl
         return v;
       }
     }
-    a->skip = a->period = backoff(a->period);
   }
   /* one sleeper of a kind: a raised flag is a killed predecessor's or ours */
   if (__atomic_load_n(waiters, __ATOMIC_RELAXED) != 0)
@@ -143,8 +145,13 @@ static uint32_t wait_change(Chan *c, uint32_t *watch, uint32_t old, uint32_t *sl
     __atomic_store_n(waiters, seen + 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(watch, __ATOMIC_SEQ_CST) == old)
       syscall(SYS_futex, sleep, FUTEX_WAIT, seen, &ts, NULL, 0);
-    if ((v = __atomic_load_n(watch, __ATOMIC_ACQUIRE)) != old) return v;
+    if ((v = __atomic_load_n(watch, __ATOMIC_ACQUIRE)) != old) break;
   }
+  /* slept: a slow answer after yields in vain skips the next yields; a
+   * quick one ends the skipping */
+  if (now_ns() - t0 <= SLOW_PEER_NS) a->skip = a->period = 0;
+  else if (!skipped) a->skip = a->period = backoff(a->period);
+  return v;
 }
 
 /* Stores v into *p; wakes a sleeper on another value, lowering its flag. */
