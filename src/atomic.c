@@ -497,16 +497,16 @@ static int futex_wake(lua_State *L) {
  * is slow: yielding does not help, and sleeping hands the CPU to a peer
  * that shares it as well as yielding does.  So the next waits that get as
  * far as yielding go straight to sleep instead: 4 of them, then 8, ... up
- * to 64 after each such wait; a wait satisfied while yielding, or sooner
- * after its sleep, ends that.  A useless yield phase costs up to
+ * to 64 after each such wait; a wait satisfied while yielding, or within
+ * SLOW_PEER_NS all told, ends that.  A useless yield phase costs up to
  * YIELD_MAX_NS of CPU: with a peer answering in 0.5 ms, wait_change cost
  * 19 us of CPU a wait against 10 for a plain futex_wait loop; now the
  * same as that loop (atomic_spec checks it).  Answers that come sooner
  * keep the yields: when wake-ups are slow (tens of us, on a VM whose host
  * is busy) both sides of an exchange can fall asleep in every round, and
  * a yield that catches an answer is how they get out of it; skipping the
- * yields there too made those rounds worse (interleaved runs: 20-36 us
- * round trips, against 2-23 us).
+ * yields there too made those rounds worse (in a few interleaved rounds
+ * with steal time: 20-36 us round trips, against 15-23 us).
  */
 
 #define SPIN_MAX_NS 20000  /* about the cost of a cross-CPU futex wake-up */
@@ -547,8 +547,8 @@ static int backoff(int period) {
 }
 
 /*
- * After a wait that slept, having yielded in vain or skipped yielding: an
- * answer (or timeout) that came within SLOW_PEER_NS ends the skipping;
+ * After a wait that slept (having yielded in vain, or skipped yielding):
+ * an answer (or timeout) that came within SLOW_PEER_NS ends the skipping;
  * a later one, after yields in vain, means yielding was pointless by far,
  * so the next waits skip it.
  */
@@ -586,7 +586,7 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
                      void *w, int wsize, int flag, uint32_t *newval) {
   uint32_t v;
   int64_t t0, deadline, t, budget;
-  int k, err, useless = 0, skipped = 0;
+  int k, err, skipped = 0;
   Adapt *st;
   long r;
 
@@ -634,7 +634,6 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
         goto changed;
       }
     }
-    useless = 1;
   }
 
   /* 3. sleep: on p itself, or on f, read before the count goes up */
@@ -669,7 +668,7 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
     if (r != 0 && err != EAGAIN) break; /* ETIMEDOUT, EINTR... */
     /* woken, spuriously or by an ABA change: look again */
   }
-  if (useless || skipped) after_sleep(st, t0, skipped);
+  after_sleep(st, t0, skipped);
   if (err != 0) return err;
 
 changed:
