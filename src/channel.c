@@ -20,9 +20,9 @@
  * publishes head (shm_notify32_clear); the consumer learns of a record
  * from its stamp, copies the message into a Lua string, then publishes
  * tail: never before the copy, so a kill cannot lose or duplicate a
- * message except as channel.lua's header says.  The first send through a binding (every
- * unbound send) first repairs a head left behind a stamp by a producer
- * killed between the two.
+ * message except as channel.lua's header says.  The first send through a
+ * binding (every unbound send) first repairs a head left behind a stamp by
+ * a producer killed between the two.
  *
  * Nothing read from shared memory is trusted.  The header is checked
  * every unbound call, and once, at channel_bind, for the bound functions

@@ -723,17 +723,55 @@ static void caches_release(void) {
   small_kept = 0;
 }
 
+/* An error outside any protected call: Lua aborts after this returns. */
+static int host_panic(lua_State *L) {
+  const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                   : "error object is not a string";
+  print_error(lua_pushfstring(L, "PANIC: unprotected error in call to Lua API (%s)", msg));
+  return 0;
+}
+
+/*
+ * The warning function (Lua manual, lua_setwarnf and warn).  A message of
+ * one piece that starts with '@' is a control message: "@on" and "@off"
+ * turn warnings on and off, others are ignored.  When on, the pieces of a
+ * message go to stderr after "Lua warning: ", with a newline after the
+ * last; warnings start off (-W turns them on).  No Lua API here: the
+ * collector warns about errors in finalizers.
+ */
+static int warn_on;   /* warnings are on (one state in this process) */
+static int warn_cont; /* the last piece had tocont set */
+static void host_warn(void *ud, const char *msg, int tocont) {
+  (void)ud;
+  if (!warn_cont && !tocont && msg[0] == '@') {
+    if (strcmp(msg + 1, "on") == 0) warn_on = 1;
+    else if (strcmp(msg + 1, "off") == 0) warn_on = 0;
+    return;
+  }
+  if (warn_on) {
+    if (!warn_cont) fputs("Lua warning: ", stderr);
+    fputs(msg, stderr);
+    if (!tocont) fputc('\n', stderr);
+    fflush(stderr);
+  }
+  warn_cont = tocont;
+}
+
 int main(int argc, char **argv) {
   lua_State *L;
   int status, ok;
   if (argv[0] != NULL && argv[0][0] != '\0')
     progname = argv[0];
-  L = luaL_newstate();
+  /* host_alloc from the first block: its small-block lists assume that
+   * every block they get back came from them (room for its whole class),
+   * which a block of luaL_newstate's allocator need not have */
+  L = lua_newstate(host_alloc, NULL);
   if (L == NULL) {
     print_error("cannot create state: not enough memory");
     return EXIT_FAILURE;
   }
-  lua_setallocf(L, host_alloc, NULL);  /* malloc underneath, with caches */
+  lua_atpanic(L, host_panic);
+  lua_setwarnf(L, host_warn, NULL);
   lua_gc(L, LUA_GCSTOP);   /* no collections while the libraries open */
   lua_pushcfunction(L, host_main);
   lua_pushinteger(L, argc);

@@ -298,6 +298,12 @@ describe("shmlua host", function()
       _, err = run({ "-e", "warn('careful')" })
       assert.are.equal("", err)
     end)
+
+    it("joins a message's pieces and obeys @on and @off", function()
+      local _, err = run({ "-e", "warn('@on') warn('a', 'b', 'c') warn('@off') warn('hidden') "
+                                 .. "warn('@on') warn('@other') warn('shown')" })
+      assert.are.equal("Lua warning: abc\nLua warning: shown\n", err)
+    end)
   end)
 
   describe("environment", function()
