@@ -132,7 +132,8 @@ typedef struct Field {
   void *p;        /* the field's address                     */
   int size;       /* 1, 2, 4 or 8                            */
   int sign;       /* the C type is signed                    */
-  const CType *t;
+  int write;      /* looked up for writing                   */
+  const CType *t; /* NULL when found by the fast path        */
 } Field;
 
 /*
@@ -143,6 +144,12 @@ typedef struct Field {
  */
 static void int_field(lua_State *L, int vidx, int nidx, int write, Field *f) {
   const CType *t;
+  f->write = write;
+  if (vidx == 1 && nidx == 2 &&
+      (f->p = shm_view_int(L, write, &f->size, &f->sign)) != NULL) {
+    f->t = NULL; /* looked up only for an error message: field_type */
+    return;
+  }
   f->p = shm_view_field(L, vidx, nidx, &t, write);
   f->t = t;
   if ((t->kind != CK_INT && t->kind != CK_ENUM) ||
@@ -161,6 +168,12 @@ static void int_field(lua_State *L, int vidx, int nidx, int write, Field *f) {
 static uint32_t *futex_field(lua_State *L, int vidx, int nidx, int write,
                              Field *f) {
   const CType *t;
+  f->write = write;
+  if (vidx == 1 && nidx == 2 &&
+      (f->p = shm_view_int(L, write, &f->size, &f->sign)) != NULL && f->size == 4) {
+    f->t = NULL;
+    return (uint32_t *)f->p;
+  }
   f->p = shm_view_field(L, vidx, nidx, &t, write);
   f->t = t;
   if ((t->kind != CK_INT && t->kind != CK_ENUM) || t->size != 4)
@@ -172,6 +185,13 @@ static uint32_t *futex_field(lua_State *L, int vidx, int nidx, int write,
     luaL_error(L, "field '%s' is not 4-byte aligned: futexes need that",
                lua_tostring(L, nidx));
   return (uint32_t *)f->p;
+}
+
+/* The C type of field f, for messages: the fast path leaves it unknown. */
+static const char *field_type(lua_State *L, const Field *f) {
+  const CType *t = f->t;
+  if (t == NULL) shm_view_field(L, 1, 2, &t, f->write);
+  return t->name ? t->name : "?";
 }
 
 /*
@@ -195,7 +215,7 @@ static uint64_t check_value(lua_State *L, int idx, const Field *f,
                           ? luaL_tolstring(L, idx, NULL)
                           : luaL_typename(L, idx);
     luaL_error(L, "field '%s' (%s) expects an integer in %I..%I, got %s",
-               lua_tostring(L, 2), f->t->name ? f->t->name : "?",
+               lua_tostring(L, 2), field_type(L, f),
                (LUAI_UACINT)lo, (LUAI_UACINT)hi, got);
   }
   return (uint64_t)x;

@@ -118,6 +118,14 @@ struct CType;
 void *shm_view_field(lua_State *L, int view_idx, int name_idx,
                      const struct CType **type, int write);
 
+/*
+ * For atomic.c, the fast path of shm_view_field for args (view 1, name 2):
+ * the address of a naturally aligned integer field of 1/2/4/8 bytes in a
+ * live mapping with the protection asked for, with its size and sign; or
+ * NULL, and the caller takes shm_view_field (which raises if it must).
+ */
+void *shm_view_int(lua_State *L, int write, int *size, int *sign);
+
 /* ---- the adaptive wait (atomic.c), with the channel's sleep flags */
 
 /*

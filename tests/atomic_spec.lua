@@ -201,7 +201,9 @@ describe("atomics", function()
           assert.has_error(function() shm.atomic_add(v, name, -(1 << (bits - 1)) - 1) end)
           local ok, err = pcall(shm.atomic_store, v, name, hi + 1)
           assert.is_false(ok)
-          assert.matches("field '" .. name .. "'", err, 1, true)
+          local ctype = (signed and "int" or "uint") .. bits .. "_t"
+          assert.matches(("field '%s' (%s) expects an integer in %d..%d, got %d"):format(
+                           name, ctype, lo, hi, hi + 1), err, 1, true)
         end)
       end
     end)

@@ -72,40 +72,54 @@ local function median(t)
   return s[(#s + 1) // 2], s[1], s[#s]
 end
 
--- ---- round trips: ping's side of one round, per mode (v: the counter)
+-- ---- round trips: ping's side of k rounds, per mode (v: the counter).
+-- Each runs its k rounds in one loop, so that the harness adds no Lua call
+-- per round trip (the C loop of bench/pingpong.c has none either).
 local rounds = {}
-function rounds.spin(v)
-  store(w, "seq", v + 1)
-  local x
-  repeat x = load(w, "seq") until x ~= v + 1
-  return x
-end
-function rounds.futex(v)
-  local n = v + 1
-  notify(w, "seq", n)               -- store, then FUTEX_WAKE (no waiters field)
-  local x = load(w, "seq")
-  while x == n do
-    fwait(w, "seq", n)
-    x = load(w, "seq")
+function rounds.spin(v, k)
+  for _ = 1, k do
+    local n = v + 1
+    store(w, "seq", n)
+    repeat v = load(w, "seq") until v ~= n
   end
-  return x
+  return v
+end
+function rounds.futex(v, k)
+  for _ = 1, k do
+    local n = v + 1
+    notify(w, "seq", n)             -- store, then FUTEX_WAKE (no waiters field)
+    v = load(w, "seq")
+    while v == n do
+      fwait(w, "seq", n)
+      v = load(w, "seq")
+    end
+  end
+  return v
 end
 local tx, rx
-function rounds.cchannel(v)
-  cp.send(tx, MSG16)
-  cp.recv(rx)
-  return v + 2
+function rounds.cchannel(v, k)
+  local send, recv = cp.send, cp.recv
+  for _ = 1, k do
+    send(tx, MSG16)
+    recv(rx)
+  end
+  return v + 2 * k
 end
-function rounds.channel(v)
-  tx:send(MSG16)
-  rx:recv()
-  return v + 2
+function rounds.channel(v, k)
+  for _ = 1, k do
+    tx:send(MSG16)
+    rx:recv()
+  end
+  return v + 2 * k
 end
-function rounds.socket(v)
-  shm.write_fd(4, MSG16)
-  local got = #shm.read_fd(4, 16)
-  while got < 16 do got = got + #shm.read_fd(4, 16 - got) end
-  return v + 2
+function rounds.socket(v, k)
+  local write, read = shm.write_fd, shm.read_fd
+  for _ = 1, k do
+    write(4, MSG16)
+    local got = #read(4, 16)
+    while got < 16 do got = got + #read(4, 16 - got) end
+  end
+  return v + 2 * k
 end
 
 local function ping()
@@ -113,21 +127,19 @@ local function ping()
   if mode == "cchannel" then tx, rx = cp_open(CHA), cp_open(CHB) end
   await_ready()
   local round = rounds[mode]
-  local v = round(0)                  -- one untimed round trip
+  local v = round(0, 1)               -- one untimed round trip
   local means, fewest = {}, math.huge
   for r = 1, RUNS do
-    local t0, i, check = clock(), 0, 0
+    local t0, i, k = clock(), 0, 1
     local limit = t0 + SECONDS * 1e9
     while true do
-      v = round(v)
-      i = i + 1
-      if i >= check then
-        local t = clock()
-        if t > limit then break end
-        -- look at the clock every round while rounds are slow (same-core
-        -- spinning: a time slice each), else every 64
-        check = i + ((t - t0) / i < 1e5 and 64 or 1)
-      end
+      v = round(v, k)
+      i = i + k
+      local t = clock()
+      if t > limit then break end
+      -- look at the clock every round while rounds are slow (same-core
+      -- spinning: a time slice each), else every 64
+      k = (t - t0) / i < 1e5 and 64 or 1
     end
     means[r] = (clock() - t0) / i
     if i < fewest then fewest = i end
