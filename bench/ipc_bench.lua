@@ -32,6 +32,9 @@
 --   shmlua spin <= 2.5x C spin, shmlua futex <= 1.2x C futex, channel <=
 --   1.5x the better of shmlua spin and shmlua futex (per placement),
 --   channel throughput >= 10x socketpair.
+-- Two lines tell the state of the VM in each round: its steal time, and the
+-- C spin round trip across the CPUs (about 0.03 us when the host runs the
+-- two vCPUs on the two logical CPUs of one core, 0.2-0.3 us on two cores).
 -- IPC_BENCH_RUNS / IPC_BENCH_SECONDS change the rounds (5) and the
 -- seconds per run (0.25).
 local shm = require "shm"
@@ -290,6 +293,19 @@ if #steal > 0 then
   for round = 1, #steal do parts[round] = ("%.0f%%"):format(steal[round]) end
   say("steal time per round (CPU time the VM's host gave to others): %s\n",
       table.concat(parts, " "))
+end
+-- The C spin round trip across the CPUs also tells where the host put the
+-- two vCPUs: about 0.03 us means the two logical CPUs of one physical core
+-- (SMT siblings, sharing its caches and its pipeline), 0.2-0.3 us two
+-- cores.  The host moves them now and then, within seconds.
+if PLACES[1][1] == "cross" then
+  local parts = {}
+  for round = 1, RUNS do
+    local ns = R.cspin.cross.runs[round]
+    parts[round] = ns and ("%.2f"):format(ns / 1e3) or "-"
+  end
+  say("C spin cross-core per round, us (about 0.03: the vCPUs ran on SMT siblings "
+      .. "of one core): %s\n", table.concat(parts, " "))
 end
 
 say("\n== round trip between two processes (median over the rounds of a run's mean)\n")
