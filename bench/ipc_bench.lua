@@ -403,6 +403,19 @@ for _, k in ipairs { 1, 2 } do
       r and ("%.2f%s"):format(r, ok and " ok" or " MISS") or "-")
   if r and not ok then misses[#misses + 1] = ("%s / socketpair: %.2f"):format(TP[k].label, r) end
 end
+-- how many rounds ran on a VM that was not calm: steal time of 5% or more,
+-- or the two vCPUs on SMT siblings of one core (C spin across them under
+-- 0.1 us); the cross-core figures of those rounds say more about the host
+local busy, siblings = 0, 0
+for round = 1, RUNS do
+  if (steal[round] or 0) >= 5 then busy = busy + 1 end
+  local ns = PLACES[1][1] == "cross" and R.cspin.cross.runs[round]
+  if ns and ns < 100 then siblings = siblings + 1 end
+end
 say("\n%s; ipc_bench took %.0f s\n",
     #misses == 0 and "all targets hold" or ("targets missed: " .. table.concat(misses, "; ")),
     (shm.clock() - t_start) / 1e9)
+if busy + siblings > 0 then
+  say("the VM was not calm: %d of %d rounds had 5%% or more steal time, %d ran "
+      .. "on SMT siblings\n", busy, RUNS, siblings)
+end
