@@ -132,7 +132,6 @@ typedef struct Field {
   void *p;        /* the field's address                     */
   int size;       /* 1, 2, 4 or 8                            */
   int sign;       /* the C type is signed                    */
-  int write;      /* looked up for writing                   */
   const CType *t; /* NULL when found by the fast path        */
 } Field;
 
@@ -144,7 +143,6 @@ typedef struct Field {
  */
 static void int_field(lua_State *L, int vidx, int nidx, int write, Field *f) {
   const CType *t;
-  f->write = write;
   if (vidx == 1 && nidx == 2 &&
       (f->p = shm_view_int(L, write, &f->size, &f->sign)) != NULL) {
     f->t = NULL; /* looked up only for an error message: field_type */
@@ -168,7 +166,6 @@ static void int_field(lua_State *L, int vidx, int nidx, int write, Field *f) {
 static uint32_t *futex_field(lua_State *L, int vidx, int nidx, int write,
                              Field *f) {
   const CType *t;
-  f->write = write;
   if (vidx == 1 && nidx == 2 &&
       (f->p = shm_view_int(L, write, &f->size, &f->sign)) != NULL && f->size == 4) {
     f->t = NULL;
@@ -187,10 +184,14 @@ static uint32_t *futex_field(lua_State *L, int vidx, int nidx, int write,
   return (uint32_t *)f->p;
 }
 
-/* The C type of field f, for messages: the fast path leaves it unknown. */
+/*
+ * The C type of field f, for messages: the fast path leaves it unknown.
+ * Found without looking at the mapping, so that a finalizer that unmaps it
+ * while the message is built does not change the message.
+ */
 static const char *field_type(lua_State *L, const Field *f) {
   const CType *t = f->t;
-  if (t == NULL) shm_view_field(L, 1, 2, &t, f->write);
+  if (t == NULL) t = shm_view_field_type(L, 1, 2);
   return t->name ? t->name : "?";
 }
 

@@ -118,6 +118,11 @@ struct CType;
 void *shm_view_field(lua_State *L, int view_idx, int name_idx,
                      const struct CType **type, int write);
 
+/* For atomic.c's messages: the type of a field known to exist, found
+ * without looking at the mapping (which may be gone by then). */
+const struct CType *shm_view_field_type(lua_State *L, int view_idx,
+                                        int name_idx);
+
 /*
  * For atomic.c, the fast path of shm_view_field for args (view 1, name 2):
  * the address of a naturally aligned integer field of 1/2/4/8 bytes in a

@@ -1570,6 +1570,18 @@ void *shm_view_field(lua_State *L, int view_idx, int name_idx,
 }
 
 /*
+ * The C type of field `name` (at name_idx) of the view at view_idx, known
+ * to exist, for atomic.c's messages.  Unlike shm_view_field it does not
+ * look at the mapping, which a finalizer run by the message's own
+ * allocations may have unmapped: the message stays the one it was.
+ */
+const struct CType *shm_view_field_type(lua_State *L, int view_idx,
+                                        int name_idx) {
+  size_t off;
+  return view_key(L, to_view(L, view_idx), name_idx, &off)->type;
+}
+
+/*
  * atomic.c's hot path: the integer field (or element) named by the value
  * at 2 of the view at 1, found in the fast slots, naturally aligned, in a
  * live mapping that allows reading (write == 0) or writing.  Returns its

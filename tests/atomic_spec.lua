@@ -325,6 +325,34 @@ describe("atomics", function()
     assert.has_error(function() shm.atomic_store(v, "u32", 1) end)
     collectgarbage()
   end)
+
+  it("keeps its message when a finalizer unmaps the mapping while it is built", function()
+    -- The out-of-range message is built with allocations, which can run a
+    -- finalizer; one that unmaps the mapping must not turn the message
+    -- into "mapping is unmapped".  Distinct values make each message
+    -- allocate; a frequent generational GC lands some finalizers inside.
+    -- Without the fix this gave "mapping is unmapped" 6 times in 300.
+    local wrong, inside = {}, 0
+    collectgarbage("generational", 1, 10)
+    for i = 1, 1000 do
+      local mm = assert(shm.mmap(nil, 4096, RW, shm.MAP_SHARED | shm.MAP_ANONYMOUS, -1, 0))
+      local a = shm.view(mm, "struct AtomT").arr
+      local dead = false
+      setmetatable({}, { __gc = function() mm:unmap(); dead = true end })
+      for j = 1, 20 do
+        if dead then break end
+        local ok, err = pcall(shm.atomic_store, a, 1, (1 << 40) + i * 20 + j)
+        assert.is_false(ok)
+        if dead then inside = inside + 1 end
+        if not err:find("field '1' (int) expects an integer in", 1, true) then
+          wrong[#wrong + 1] = err
+        end
+      end
+    end
+    collectgarbage("incremental")
+    assert.is_true(inside > 0)  -- finalizers did run inside the calls
+    assert.same({}, wrong)
+  end)
 end)
 
 describe("futex", function()
