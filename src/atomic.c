@@ -34,6 +34,12 @@
  * atomic_and(i32, 0xffff0000) masks).  Arithmetic wraps around as in C on
  * unsigned types.  Results are read back as the field's type reads them: a
  * uint64_t above math.maxinteger comes back negative, as Lua integers wrap.
+ *
+ * Faults: a field on a page past the end of its object (truncated under
+ * the mapping) raises SIGBUS at the access; mapping.c's handler lets it
+ * complete on zeros and marks the mapping dead, and every function here
+ * then raises, as a view access does (check_fault), instead of returning
+ * what the page of zeros held.
  */
 #include <errno.h>
 #include <limits.h>
@@ -132,6 +138,7 @@ typedef struct Field {
   void *p;        /* the field's address                     */
   int size;       /* 1, 2, 4 or 8                            */
   int sign;       /* the C type is signed                    */
+  const Mapping *m; /* the mapping it lies in                */
   const CType *t; /* NULL when found by the fast path        */
 } Field;
 
@@ -144,11 +151,11 @@ typedef struct Field {
 static void int_field(lua_State *L, int vidx, int nidx, int write, Field *f) {
   const CType *t;
   if (vidx == 1 && nidx == 2 &&
-      (f->p = shm_view_int(L, write, &f->size, &f->sign)) != NULL) {
+      (f->p = shm_view_int(L, write, &f->size, &f->sign, &f->m)) != NULL) {
     f->t = NULL; /* looked up only for an error message: field_type */
     return;
   }
-  f->p = shm_view_field(L, vidx, nidx, &t, write);
+  f->p = shm_view_field(L, vidx, nidx, &t, write, &f->m);
   f->t = t;
   if ((t->kind != CK_INT && t->kind != CK_ENUM) ||
       (t->size != 1 && t->size != 2 && t->size != 4 && t->size != 8))
@@ -167,11 +174,12 @@ static uint32_t *futex_field(lua_State *L, int vidx, int nidx, int write,
                              Field *f) {
   const CType *t;
   if (vidx == 1 && nidx == 2 &&
-      (f->p = shm_view_int(L, write, &f->size, &f->sign)) != NULL && f->size == 4) {
+      (f->p = shm_view_int(L, write, &f->size, &f->sign, &f->m)) != NULL &&
+      f->size == 4) {
     f->t = NULL;
     return (uint32_t *)f->p;
   }
-  f->p = shm_view_field(L, vidx, nidx, &t, write);
+  f->p = shm_view_field(L, vidx, nidx, &t, write, &f->m);
   f->t = t;
   if ((t->kind != CK_INT && t->kind != CK_ENUM) || t->size != 4)
     luaL_error(L, "field '%s' (%s) is not a 32-bit integer field: futexes "
@@ -182,6 +190,28 @@ static uint32_t *futex_field(lua_State *L, int vidx, int nidx, int write,
     luaL_error(L, "field '%s' is not 4-byte aligned: futexes need that",
                lua_tostring(L, nidx));
   return (uint32_t *)f->p;
+}
+
+/*
+ * After `fn` accessed field f (at arg 2): raises if the access faulted, as
+ * a view access does.  SIGBUS: the object behind the mapping is shorter
+ * than the mapping (truncated, say); mapping.c's handler let the access
+ * complete on a page of zeros, so what was read or written was not the
+ * object's, and marked the mapping dead.
+ */
+static void check_fault(lua_State *L, const Field *f, const char *fn) {
+  if (__builtin_expect(shm_faulted(f->m), 0))
+    shm_checkfault(L, f->m, lua_pushfstring(L, "%s(%s)", fn, lua_tostring(L, 2)));
+}
+
+/*
+ * A futex call on field f failed with EFAULT: if that is because the page
+ * lies past the end of the object, raise as check_fault does (reading the
+ * word makes the SIGBUS happen); else the caller reports EFAULT.
+ */
+static void futex_fault(lua_State *L, const Field *f, const char *fn) {
+  (void)__atomic_load_n((const uint32_t *)f->p, __ATOMIC_RELAXED);
+  check_fault(L, f, fn);
 }
 
 /*
@@ -280,6 +310,8 @@ static void do_store(void *p, int size, uint64_t v, int mo) {
 }
 
 enum { RMW_XCHG, RMW_ADD, RMW_SUB, RMW_AND, RMW_OR, RMW_XOR };
+static const char *const rmw_name[] = {"atomic_exchange", "atomic_add", "atomic_sub",
+                                       "atomic_and", "atomic_or", "atomic_xor"};
 
 #define FETCH_SIZED(fn, MO)                                                  \
   switch (size) {                                                            \
@@ -342,8 +374,11 @@ static int atomic_load(lua_State *L) {
   Field f;
   int mo;
   int_field(L, 1, 2, 0, &f);
+  uint64_t x;
   mo = check_order(L, 3, OP_LOAD);
-  push_value(L, do_load(f.p, f.size, mo), &f);
+  x = do_load(f.p, f.size, mo);
+  check_fault(L, &f, "atomic_load");
+  push_value(L, x, &f);
   return 1;
 }
 
@@ -356,6 +391,7 @@ static int atomic_store(lua_State *L) {
   x = check_value(L, 3, &f, 0);
   mo = check_order(L, 4, OP_STORE);
   do_store(f.p, f.size, x, mo);
+  check_fault(L, &f, "atomic_store");
   return 0;
 }
 
@@ -367,7 +403,9 @@ static int rmw(lua_State *L, int op) {
   int_field(L, 1, 2, 1, &f);
   x = check_value(L, 3, &f, op != RMW_XCHG);
   mo = check_order(L, 4, OP_RMW);
-  push_value(L, do_rmw(f.p, f.size, op, x, mo), &f);
+  x = do_rmw(f.p, f.size, op, x, mo);
+  check_fault(L, &f, rmw_name[op]);
+  push_value(L, x, &f);
   return 1;
 }
 
@@ -392,6 +430,7 @@ static int atomic_cas(lua_State *L) {
   desired = check_value(L, 4, &f, 0);
   mo = check_order(L, 5, OP_RMW);
   ok = do_cas(f.p, f.size, &expected, desired, mo);
+  check_fault(L, &f, "atomic_cas");
   lua_pushboolean(L, ok);
   push_value(L, expected, &f);
   return 2;
@@ -425,8 +464,11 @@ static int futex_wait(lua_State *L) {
   uint32_t expected = (uint32_t)check_value(L, 3, &f, 0);
   int64_t tns = opt_timeout(L, 4);
   struct timespec ts = ns_to_timespec(tns < 0 ? 0 : tns);
-  if (futex_call(p, FUTEX_WAIT, expected, tns < 0 ? NULL : &ts) != 0)
-    return shm_fail(L, "futex_wait", lua_tostring(L, 2), errno);
+  if (futex_call(p, FUTEX_WAIT, expected, tns < 0 ? NULL : &ts) != 0) {
+    int e = errno;
+    if (e == EFAULT) futex_fault(L, &f, "futex_wait");
+    return shm_fail(L, "futex_wait", lua_tostring(L, 2), e);
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -455,7 +497,11 @@ static int futex_wake(lua_State *L) {
   Field f;
   uint32_t *p = futex_field(L, 1, 2, 0, &f);
   long r = futex_call(p, FUTEX_WAKE, (uint32_t)wake_count(L, 3), NULL);
-  if (r < 0) return shm_fail(L, "futex_wake", lua_tostring(L, 2), errno);
+  if (r < 0) {
+    int e = errno;
+    if (e == EFAULT) futex_fault(L, &f, "futex_wake");
+    return shm_fail(L, "futex_wake", lua_tostring(L, 2), e);
+  }
   lua_pushinteger(L, r);
   return 1;
 }
@@ -767,8 +813,11 @@ static int wait_change(lua_State *L) {
   uint32_t *p = futex_field(L, 1, 2, 0, &f);
   uint32_t old = (uint32_t)check_value(L, 3, &f, 0), v = 0;
   int64_t tns = opt_timeout(L, 4);
-  int has_w = opt_waiters(L, 5, 1, &f, &w);
-  int err = wait_core(p, old, NULL, tns, has_w ? w.p : NULL, has_w ? w.size : 4, 0, &v);
+  int has_w = opt_waiters(L, 5, 1, &f, &w), err;
+  (void)__atomic_load_n(p, __ATOMIC_RELAXED); /* a fault shows before the wait */
+  check_fault(L, &f, "wait_change");
+  err = wait_core(p, old, NULL, tns, has_w ? w.p : NULL, has_w ? w.size : 4, 0, &v);
+  check_fault(L, &f, "wait_change");
   if (err != 0) return shm_fail(L, "wait_change", lua_tostring(L, 2), err);
   push_value(L, v, &f);
   return 1;
@@ -786,7 +835,9 @@ static int notify(lua_State *L) {
   uint32_t x = (uint32_t)check_value(L, 3, &f, 0);
   int has_w = opt_waiters(L, 4, 0, &f, &w);
   long r = notify_core(p, x, has_w ? w.p : NULL, has_w ? w.size : 4);
-  if (r < 0) return shm_fail(L, "notify", lua_tostring(L, 2), errno);
+  int e = errno;
+  check_fault(L, &f, "notify");
+  if (r < 0) return shm_fail(L, "notify", lua_tostring(L, 2), e);
   lua_pushinteger(L, r);
   return 1;
 }
@@ -919,7 +970,8 @@ static void held_add(lua_State *L, pthread_mutex_t *mu, const Mapping *m) {
 static pthread_mutex_t *mutex_field(lua_State *L, int inited,
                                     const Mapping **map) {
   const CType *t;
-  pthread_mutex_t *mu = (pthread_mutex_t *)shm_view_field(L, 1, 2, &t, 1);
+  int kind;
+  pthread_mutex_t *mu = (pthread_mutex_t *)shm_view_field(L, 1, 2, &t, 1, NULL);
   const char *name = lua_tostring(L, 2);
   if (t->size != sizeof(pthread_mutex_t) || t->name == NULL ||
       strcmp(t->name, "pthread_mutex_t") != 0)
@@ -931,7 +983,10 @@ static pthread_mutex_t *mutex_field(lua_State *L, int inited,
   *map = shm_findmapping((uintptr_t)mu, sizeof *mu);
   if (*map == NULL)
     luaL_error(L, "field '%s' does not lie in a live mapping", name);
-  if (inited && __atomic_load_n(&mu->__data.__kind, __ATOMIC_RELAXED) != mutex_kind)
+  kind = __atomic_load_n(&mu->__data.__kind, __ATOMIC_RELAXED);
+  if (shm_faulted(*map))
+    shm_checkfault(L, *map, lua_pushfstring(L, "mutex '%s'", name));
+  if (inited && kind != mutex_kind)
     luaL_error(L, "mutex '%s' is not initialised: call shm.mutex_init first",
                name);
   return mu;

@@ -160,7 +160,7 @@ static void ring_check(lua_State *L, Ring *r) {
   } else {
     const struct CType *t;
     int vidx = lua_type(L, lua_upvalueindex(2)) == LUA_TNONE ? 1 : lua_upvalueindex(2);
-    h = (Chan *)shm_view_field(L, vidx, lua_upvalueindex(1), &t, 1);
+    h = (Chan *)shm_view_field(L, vidx, lua_upvalueindex(1), &t, 1, NULL);
   }
   if (((uintptr_t)h & 3) != 0)
     ch_error(L, "channel: the header is not 4-byte aligned");

@@ -98,6 +98,15 @@ void shm_pushmapping(lua_State *L, const Mapping *m);
  * completes, and marks the mapping dead (addr = NULL).
  */
 void shm_checkfault(lua_State *L, const Mapping *m, const char *what);
+/*
+ * After a single access through m: did it fault (the handler cleared
+ * m->addr)?  The barrier keeps the compiler from moving the access past
+ * this load.
+ */
+static inline int shm_faulted(const Mapping *m) {
+  __asm__ __volatile__("" ::: "memory");
+  return *(unsigned char *const volatile *)&m->addr == NULL;
+}
 
 /* ---- addresses (view.c) */
 
@@ -112,11 +121,12 @@ int shm_toaddress(lua_State *L, int idx, uintptr_t *out);
  * For atomic.c: field `name` (the string at name_idx) of the view at
  * view_idx.  Raises if the value is not a view, the field is unknown, the
  * mapping is gone, or its protection forbids reading (write == 0) or
- * writing (write != 0).  Returns the field's address and its type.
+ * writing (write != 0).  Returns the field's address, its type and, if m
+ * is not NULL, the mapping it lies in (for shm_faulted after the access).
  */
 struct CType;
 void *shm_view_field(lua_State *L, int view_idx, int name_idx,
-                     const struct CType **type, int write);
+                     const struct CType **type, int write, const Mapping **m);
 
 /* For atomic.c's messages: the type of a field known to exist, found
  * without looking at the mapping (which may be gone by then). */
@@ -126,10 +136,12 @@ const struct CType *shm_view_field_type(lua_State *L, int view_idx,
 /*
  * For atomic.c, the fast path of shm_view_field for args (view 1, name 2):
  * the address of a naturally aligned integer field of 1/2/4/8 bytes in a
- * live mapping with the protection asked for, with its size and sign; or
+ * live mapping with the protection asked for, with its size, sign and
+ * mapping; or
  * NULL, and the caller takes shm_view_field (which raises if it must).
  */
-void *shm_view_int(lua_State *L, int write, int *size, int *sign);
+void *shm_view_int(lua_State *L, int write, int *size, int *sign,
+                   const Mapping **m);
 
 /* ---- the adaptive wait (atomic.c), with the channel's sleep flags */
 

@@ -505,15 +505,6 @@ static int faulted_error(lua_State *L, const CType *t) {
                     "since); the mapping is now unusable", t->name);
 }
 
-/*
- * After an access: did a SIGBUS (mapping.c's handler) mark the mapping dead?
- * The barrier keeps the compiler from moving the access past this load.
- */
-static inline int faulted(const Mapping *m) {
-  __asm__ __volatile__("" ::: "memory");
-  return *(unsigned char *const volatile *)&m->addr == NULL;
-}
-
 /* ------------------------------------------------------------ values */
 
 static void push_pointer(lua_State *L, uintptr_t addr, const CType *ptype,
@@ -617,7 +608,7 @@ static int val_read(lua_State *L, Acc *a, Mapping *m, size_t off, int anchor) {
   case K_PTR: {
     uintptr_t x;
     memcpy(&x, p, sizeof x);
-    if (faulted(m)) return faulted_error(L, a->type);
+    if (shm_faulted(m)) return faulted_error(L, a->type);
     if (x == 0) lua_pushnil(L);
     else push_pointer(L, x, a->type, NULL);
     return 1;
@@ -627,7 +618,7 @@ static int val_read(lua_State *L, Acc *a, Mapping *m, size_t off, int anchor) {
     uint64_t mask = a->bitwidth == 64 ? ~(uint64_t)0
                                       : (((uint64_t)1 << a->bitwidth) - 1);
     uint64_t x = (uint64_t)raw & mask;
-    if (faulted(m)) return faulted_error(L, a->type);
+    if (shm_faulted(m)) return faulted_error(L, a->type);
     if (a->flags & F_BOOL) lua_pushboolean(L, x != 0);
     else if ((a->flags & F_SIGNED) && a->bitwidth < 64 &&
              (x >> (a->bitwidth - 1)) != 0)
@@ -642,7 +633,7 @@ static int val_read(lua_State *L, Acc *a, Mapping *m, size_t off, int anchor) {
     return luaL_error(L, "%s: a value of type %s cannot be read",
                       a->key ? a->key : "value", a->type->name);
   }
-  if (unlikely(faulted(m))) return faulted_error(L, a->type);
+  if (unlikely(shm_faulted(m))) return faulted_error(L, a->type);
   return 1;
 }
 
@@ -883,7 +874,7 @@ static void val_write(lua_State *L, Acc *a, Mapping *m, size_t off, int keyidx,
   } else {
     val_store(L, a, m->addr + off + a->off, keyidx, validx, 0);
   }
-  if (unlikely(faulted(m))) faulted_error(L, owner);
+  if (unlikely(shm_faulted(m))) faulted_error(L, owner);
 }
 
 /* ------------------------------------------------------- field lookup */
@@ -1036,7 +1027,7 @@ static int view_index(lua_State *L) {
   default:
     return view_index_slow(L, v);
   }
-  if (unlikely(faulted(m))) return faulted_error(L, v->ti->t);
+  if (unlikely(shm_faulted(m))) return faulted_error(L, v->ti->t);
   return 1;
 }
 
@@ -1091,7 +1082,7 @@ static int view_newindex(lua_State *L) {
   default:
     return view_newindex_slow(L, v);
   }
-  if (unlikely(faulted(m))) return faulted_error(L, v->ti->t);
+  if (unlikely(shm_faulted(m))) return faulted_error(L, v->ti->t);
   return 0;
 }
 
@@ -1324,7 +1315,7 @@ static int view_tostring(lua_State *L) {
     return 1;
   }
   memcpy(copy, v->m->addr + v->off, shown);
-  if (faulted(v->m)) return faulted_error(L, t);
+  if (shm_faulted(v->m)) return faulted_error(L, t);
   luaL_buffinit(L, &b);
   luaL_addstring(&b, t->name);
   luaL_addchar(&b, ' ');
@@ -1553,7 +1544,7 @@ int shm_toaddress(lua_State *L, int idx, uintptr_t *out) {
 }
 
 void *shm_view_field(lua_State *L, int view_idx, int name_idx,
-                     const struct CType **type, int write) {
+                     const struct CType **type, int write, const Mapping **m) {
   View *v = to_view(L, view_idx);
   int prot = write ? PROT_WRITE : PROT_READ;
   size_t off;
@@ -1566,6 +1557,7 @@ void *shm_view_field(lua_State *L, int view_idx, int name_idx,
                a->key ? a->key : "?", v->ti->t->name);
   if (v->m->addr == NULL || !(v->m->prot & prot)) view_dead(L, v, prot);
   *type = a->type;
+  if (m != NULL) *m = v->m;
   return v->m->addr + off + a->off;
 }
 
@@ -1585,11 +1577,12 @@ const struct CType *shm_view_field_type(lua_State *L, int view_idx,
  * atomic.c's hot path: the integer field (or element) named by the value
  * at 2 of the view at 1, found in the fast slots, naturally aligned, in a
  * live mapping that allows reading (write == 0) or writing.  Returns its
- * address and sets *size (1, 2, 4, 8) and *sign; returns NULL for anything
+ * address and sets *size (1, 2, 4, 8), *sign and *mp; returns NULL for anything
  * else, and the caller takes shm_view_field, which finds the rest or
  * raises the right error.
  */
-void *shm_view_int(lua_State *L, int write, int *size, int *sign) {
+void *shm_view_int(lua_State *L, int write, int *size, int *sign,
+                   const Mapping **mp) {
   View *v = to_view(L, 1);
   Mapping *m;
   size_t off;
@@ -1606,6 +1599,7 @@ void *shm_view_int(lua_State *L, int write, int *size, int *sign) {
   *size = 1 << (k >> 1);
   *sign = !(k & 1);
   if (((uintptr_t)p & (uintptr_t)(*size - 1)) != 0) return NULL;
+  *mp = m;
   return p;
 }
 

@@ -355,6 +355,46 @@ describe("atomics", function()
   end)
 end)
 
+describe("on a page past the end of a truncated object", function()
+  -- The first access to such a page raises SIGBUS; mapping.c's handler lets
+  -- it complete on zeros and marks the mapping dead.  Every function must
+  -- then raise, as a view access does, and never return what it read from
+  -- or wrote to that page of zeros.
+  local CASES = {
+    { "atomic_load(word)", function(v) return shm.atomic_load(v, "word") end },
+    { "atomic_store(counter)", function(v) return shm.atomic_store(v, "counter", 1) end },
+    { "atomic_exchange(word)", function(v) return shm.atomic_exchange(v, "word", 1) end },
+    { "atomic_add(counter)", function(v) return shm.atomic_add(v, "counter", 1) end },
+    { "atomic_xor(sword)", function(v) return shm.atomic_xor(v, "sword", 1) end },
+    { "atomic_cas(word)", function(v) return shm.atomic_cas(v, "word", 0, 1) end },
+    { "futex_wait(word)", function(v) return shm.futex_wait(v, "word", 0, 0.5) end },
+    { "futex_wake(word)", function(v) return shm.futex_wake(v, "word") end },
+    { "wait_change(word)", function(v) return shm.wait_change(v, "word", 0, 0.5, "waiters") end },
+    { "notify(word)", function(v) return shm.notify(v, "word", 1, "waiters") end },
+    { "mutex 'mu'", function(v) return shm.mutex_init(v, "mu") end },
+    { "mutex 'mu'", function(v) return shm.mutex_trylock(v, "mu") end },
+    { "mutex 'mu'", function(v) return shm.mutex_lock(v, "mu", 0.5) end },
+  }
+  for i, c in ipairs(CASES) do
+    local what, call = c[1], c[2]
+    it(("%d: %s raises"):format(i, what), function()
+      local fd = assert(shm.memfd_create("atomic_spec_trunc", 0))
+      assert(shm.ftruncate(fd, 2 * SIZE))
+      local m = assert(shm.mmap(nil, 2 * SIZE, RW, shm.MAP_SHARED, fd, 0))
+      local v = shm.view(m, "struct AtomSync", SIZE)
+      assert(shm.ftruncate(fd, SIZE))
+      local t0 = shm.clock()
+      local ok, err = pcall(call, v)
+      shm.close(fd)
+      assert.is_false(ok)
+      assert.matches(what .. ": SIGBUS: the mapping reaches past the end of its object",
+                     err, 1, true)
+      assert.matches("faulted", tostring(m), 1, true)
+      assert.is_true(shm.clock() - t0 < 250e6)  -- no wait for the timeout
+    end)
+  end
+end)
+
 describe("futex", function()
   local fd, m, v, t
   before_each(function()
