@@ -643,14 +643,15 @@ static int opt_waiters(lua_State *L, int idx, int write, const Field *f,
  * The adaptive wait itself, for wait_change and channel.c: waits until the
  * 32-bit word *p no longer holds `old` (timeout_ns < 0: forever; 0: one
  * look), counting itself in the integer at `w` (wsize bytes: 1/2/4/8; NULL:
- * none) while it sleeps, or with `flag`, raising w (4 bytes) to fv + 1 for
- * the channel (see shm_wait32_on); on the futex word *f (NULL: on p),
+ * none) while it sleeps, or, with `flag` not NULL, raising w (4 bytes) to
+ * fv + 1 and setting *flag to 1, for the channel (see shm_wait32_on); on
+ * the futex word *f (NULL: on p),
  * which also keys the spin budget.  Returns 0 with the new
  * value in *newval, or ETIMEDOUT, or the errno of a failed FUTEX_WAIT
  * (EINTR...).
  */
 static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
-                     void *w, int wsize, int flag, uint32_t *newval) {
+                     void *w, int wsize, int *flag, uint32_t *newval) {
   uint32_t v;
   int64_t t0, deadline, t, budget;
   int k, err, skipped = 0;
@@ -718,8 +719,12 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
     }
     if (f != NULL) fv = __atomic_load_n(f, __ATOMIC_SEQ_CST);
     if (w != NULL) {
-      if (flag) do_store(w, wsize, (uint32_t)(fv + 1), __ATOMIC_SEQ_CST);
-      else do_rmw(w, wsize, RMW_ADD, 1, __ATOMIC_SEQ_CST);
+      if (flag != NULL) {
+        do_store(w, wsize, (uint32_t)(fv + 1), __ATOMIC_SEQ_CST);
+        *flag = 1;
+      } else {
+        do_rmw(w, wsize, RMW_ADD, 1, __ATOMIC_SEQ_CST);
+      }
     }
     r = 0;
     err = 0;
@@ -727,7 +732,7 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
       r = futex_call(f != NULL ? f : p, FUTEX_WAIT, fv, tsp);
       err = errno;
     }
-    if (w != NULL && !flag) do_rmw(w, wsize, RMW_SUB, 1, __ATOMIC_SEQ_CST);
+    if (w != NULL && flag == NULL) do_rmw(w, wsize, RMW_SUB, 1, __ATOMIC_SEQ_CST);
     if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
       err = 0;
       break;
@@ -757,8 +762,8 @@ changed:
  * EAGAIN or is followed by a wake that sees the flag.
  */
 int shm_wait32_on(uint32_t *p, uint32_t old, uint32_t *f, int64_t timeout_ns,
-                  uint32_t *sleeping, uint32_t *newval) {
-  return wait_core(p, old, f, timeout_ns, sleeping, 4, 1, newval);
+                  uint32_t *sleeping, uint32_t *newval, int *raised) {
+  return wait_core(p, old, f, timeout_ns, sleeping, 4, raised, newval);
 }
 
 /*
@@ -816,7 +821,7 @@ static int wait_change(lua_State *L) {
   int has_w = opt_waiters(L, 5, 1, &f, &w), err;
   (void)__atomic_load_n(p, __ATOMIC_RELAXED); /* a fault shows before the wait */
   check_fault(L, &f, "wait_change");
-  err = wait_core(p, old, NULL, tns, has_w ? w.p : NULL, has_w ? w.size : 4, 0, &v);
+  err = wait_core(p, old, NULL, tns, has_w ? w.p : NULL, has_w ? w.size : 4, NULL, &v);
   check_fault(L, &f, "wait_change");
   if (err != 0) return shm_fail(L, "wait_change", lua_tostring(L, 2), err);
   push_value(L, v, &f);

@@ -153,10 +153,11 @@ void *shm_view_int(lua_State *L, int write, int *size, int *sign,
  * sleeper per word (channel.c); the notifier must change *f after every
  * change of *p and then call shm_notify32_clear on f, which lowers the
  * flag when it wakes.  Returns 0 with the new value in *newval, ETIMEDOUT,
- * or the errno of a failed FUTEX_WAIT (EINTR...).
+ * or the errno of a failed FUTEX_WAIT (EINTR...).  Sets *raised to 1 if it
+ * raised the flag (it may still be raised), else leaves it alone.
  */
 int shm_wait32_on(uint32_t *p, uint32_t old, uint32_t *f, int64_t timeout_ns,
-                  uint32_t *sleeping, uint32_t *newval);
+                  uint32_t *sleeping, uint32_t *newval, int *raised);
 /*
  * Stores x into *p (seq_cst); if *sleeping says that a process sleeps on
  * another value than x, lowers it and wakes every sleeper on p.  Returns

@@ -72,8 +72,11 @@
 -- read q, so it waits for a later store.  Only the consumer ever sleeps on
 -- head and only the producer on tail, so a side that starts waiting lowers
 -- a flag of its own kind that is still raised (left by a predecessor
--- killed in its sleep, or by its own wait that ended without a wake).  A
--- sleeper notices close() within 50 ms.
+-- killed in its sleep, or by its own wait that ended without a wake); a
+-- method looks at the flag only when it may be raised (its first wait of
+-- the kind, or after a wait of its own that raised it), as reading it at
+-- every wait pulls the line the peer writes head or tail on.  A sleeper
+-- notices close() within 50 ms.
 --
 -- The send/recv paths are C (src/channel.c: shm.channel_send(hv, msg
 -- [, timeout_s]), channel_try_send, channel_send_batch, channel_recv,
