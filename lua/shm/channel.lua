@@ -60,7 +60,9 @@
 -- So the consumer learns of a message from the line that holds it, and
 -- never reads head on its way: one cache line crosses a CPU per message.
 -- The consumer waits for a stamp adaptively (spin and yield looking at the
--- stamp; then, to sleep, it reads head (h), raises its flag head_waiters
+-- stamp, after a 1 us pause without looking when its last recv found its
+-- message at once: a consumer that keeps up with a stream would otherwise
+-- watch the very lines the producer writes, slowing both; then, to sleep, it reads head (h), raises its flag head_waiters
 -- to h + 1, re-checks the stamp and FUTEX_WAITs on head == h, which step 5
 -- changes after any stamp); the producer waits for room on tail the same
 -- way, sleeping on tail itself with tail_waiters (shm_wait32_on and
