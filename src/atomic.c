@@ -570,18 +570,14 @@ static int futex_wake(lua_State *L) {
  *   - a wait satisfied while spinning keeps the budget (or raises it to
  *     twice the time that spin took), unless the spin overran its budget,
  *     which means this process was preempted while spinning: the CPU is
- *     shared, so that counts as a spin that ran out.  "The time that spin
- *     took" is as of the spin's last look at the clock, which it takes
- *     every 16 pauses, not a fresh reading: a clock reading (30 ns here)
- *     at the moment the value changes lies on the round trip's critical
- *     path, and dropping it took a cross-CPU channel round trip from 0.80
- *     to 0.72 us (bench/ipc_bench.lua's cell, 8 interleaved pairs).  So a
- *     spin satisfied within its first 16 pauses changes nothing (it took
- *     less than 1 us even where a pause takes 140 cycles, and the budget
- *     is at least SPIN_MIN_NS, 1 us, so such spins do not run out), and a
- *     preemption is noticed only when a look at the clock comes after it
- *     and before the change (else the next spin that runs out halves the
- *     budget);
+ *     shared, so that counts as a spin that ran out.  A spin satisfied
+ *     within its first 16 pauses changes nothing and reads no clock: such
+ *     a spin took less than 1 us even where a pause takes 140 cycles, so
+ *     it cannot raise a budget of SPIN_MIN_NS (1 us) or more, and a clock
+ *     reading (30 ns here) at the moment the value changes lies on the
+ *     round trip's critical path.  The price: a preemption within those
+ *     first 16 pauses goes unnoticed (the budget stays as it was, and the
+ *     next spin that runs out halves it);
  *   - a spin that ran out halves it, down to zero (straight to yielding);
  *   - a wait satisfied right after a sched_yield that returned quickly
  *     (nobody else ran on this CPU: the peer made progress elsewhere)
@@ -695,22 +691,22 @@ static int wait_core(uint32_t *p, uint32_t old, uint32_t *f, int64_t tns,
   deadline = tns < 0 ? INT64_MAX : t0 + tns;
   st = adapt_for(f != NULL ? f : p); /* a stable address to learn on */
 
-  /* 1. spin, checking the clock every 16 pauses (at tl) */
+  /* 1. spin, checking the clock every 16 pauses */
   budget = st->budget;
   if (budget > 0) {
-    int64_t end = deadline - t0 < budget ? deadline : t0 + budget, tl = t0;
+    int64_t end = deadline - t0 < budget ? deadline : t0 + budget;
     for (k = 1;; k++) {
       shm_cpu_relax();
       if ((v = __atomic_load_n(p, __ATOMIC_ACQUIRE)) != old) {
         if (k < 16) goto changed; /* too soon to change the budget */
-        t = tl - t0;
+        t = now_ns() - t0;
         if (t > budget + SPIN_MIN_NS) /* preempted while spinning: the CPU */
           halve(st);                  /* is shared */
         else if (2 * t > st->budget)
           st->budget = 2 * t > SPIN_MAX_NS ? SPIN_MAX_NS : 2 * t;
         goto changed;
       }
-      if ((k & 15) == 0 && (tl = now_ns()) >= end) break;
+      if ((k & 15) == 0 && now_ns() >= end) break;
     }
     halve(st);
   }
@@ -852,6 +848,7 @@ static int wait_change(lua_State *L) {
   int64_t tns = opt_timeout(L, 4);
   int has_w = opt_waiters(L, 5, 1, &f, &w), err;
   (void)__atomic_load_n(p, __ATOMIC_RELAXED); /* a fault shows before the wait */
+  if (has_w) (void)do_load(w.p, w.size, __ATOMIC_RELAXED); /* (the same mapping) */
   check_fault(L, &f, "wait_change");
   err = wait_core(p, old, NULL, tns, has_w ? w.p : NULL, has_w ? w.size : 4, NULL, &v);
   check_fault(L, &f, "wait_change");
@@ -1021,6 +1018,8 @@ static pthread_mutex_t *mutex_field(lua_State *L, int inited,
   if (*map == NULL)
     luaL_error(L, "field '%s' does not lie in a live mapping", name);
   kind = __atomic_load_n(&mu->__data.__kind, __ATOMIC_RELAXED);
+  /* its last bytes too: a mutex may straddle the object's end */
+  (void)__atomic_load_n((const uint64_t *)(void *)(mu + 1) - 1, __ATOMIC_RELAXED);
   if (shm_faulted(*map))
     shm_checkfault(L, *map, lua_pushfstring(L, "mutex '%s'", name));
   if (inited && kind != mutex_kind)
