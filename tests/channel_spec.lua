@@ -418,6 +418,37 @@ describe("channel", function()
       assert.equal("still here", rx:recv(0))
       m = tx.m
     end)
+
+    it("a method lowers its sleeping flag only when it may be raised", function()
+      -- A raised flag (left by a predecessor killed in its sleep) is
+      -- lowered by the first wait of a new binding; after that, the
+      -- binding looks at the flag again only after a wait of its own that
+      -- raised it (reading it at every wait would pull the line the peer
+      -- writes head on, message after message).
+      local tx = channel.new(m, 0, 256)
+      local rx = channel.attach(m, 0)
+      local stale = shm.atomic_load(tx.hv, "head") + 7
+      shm.atomic_store(tx.hv, "head_waiters", stale)
+      assert.is_nil(rx:recv(0))                      -- first wait: lowered
+      assert.equal(0, shm.atomic_load(tx.hv, "head_waiters"))
+      shm.atomic_store(tx.hv, "head_waiters", stale)
+      assert.is_nil(rx:recv(0))                      -- not looked at again
+      assert.equal(stale, shm.atomic_load(tx.hv, "head_waiters"))
+      assert(tx:send("x"))                           -- the send lowers it (one wake)
+      assert.equal(0, shm.atomic_load(tx.hv, "head_waiters"))
+      assert.equal("x", rx:recv(0))
+      -- a wait that slept and timed out leaves its own flag raised...
+      local _, _, code = rx:recv(0.05)
+      assert.equal(ETIMEDOUT, code)
+      assert.equal(shm.atomic_load(tx.hv, "head") + 1, shm.atomic_load(tx.hv, "head_waiters"))
+      -- ...which the next wait lowers
+      assert.is_nil(rx:recv(0))
+      assert.equal(0, shm.atomic_load(tx.hv, "head_waiters"))
+      -- a new binding looks on its first wait
+      shm.atomic_store(tx.hv, "head_waiters", stale)
+      assert.is_nil(channel.attach(m, 0):recv(0))
+      assert.equal(0, shm.atomic_load(tx.hv, "head_waiters"))
+    end)
   end)
 
   describe("across processes", function()
