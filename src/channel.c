@@ -144,14 +144,14 @@ static int ch_fail(lua_State *L, const char *op, int err) {
  * shared memory; raises for a value that is not a live writable view of a
  * sane channel.
  */
-static void ring_check(lua_State *L, Ring *r) {
+static void ring_check_unbound(lua_State *L, Ring *r);
+
+static inline __attribute__((always_inline)) void ring_check(lua_State *L, Ring *r) {
   Bound *b = (Bound *)lua_touserdata(L, lua_upvalueindex(3));
-  Chan *h;
-  uint32_t cap, fixed;
-  if (b != NULL && b->m->addr != NULL &&
-      (b->m->prot & (PROT_READ | PROT_WRITE)) == (PROT_READ | PROT_WRITE)) {
+  if (__builtin_expect(b != NULL && b->m->addr != NULL &&
+      (b->m->prot & (PROT_READ | PROT_WRITE)) == (PROT_READ | PROT_WRITE), 1)) {
     /* live, readable and writable; the header was checked at bind */
-    h = (Chan *)(b->m->addr + b->off);
+    Chan *h = (Chan *)(b->m->addr + b->off);
     r->m = b->m;
     r->h = h;
     r->data = (unsigned char *)h + sizeof(Chan);
@@ -161,7 +161,15 @@ static void ring_check(lua_State *L, Ring *r) {
     r->fixed = b->fixed;
     r->b = b;
     return;
-  } else {
+  }
+  ring_check_unbound(L, r);
+}
+
+/* ring_check for unbound calls, and bound ones whose mapping is gone. */
+static __attribute__((noinline)) void ring_check_unbound(lua_State *L, Ring *r) {
+  Chan *h;
+  uint32_t cap, fixed;
+  {
     const struct CType *t;
     int vidx = lua_type(L, lua_upvalueindex(2)) == LUA_TNONE ? 1 : lua_upvalueindex(2);
     h = (Chan *)shm_view_field(L, vidx, lua_upvalueindex(1), &t, 1, NULL);
@@ -190,7 +198,7 @@ static void ring_check(lua_State *L, Ring *r) {
 }
 
 /* An optional timeout at idx: -1 for none (nil, or >= 1e9 s), else ns. */
-static int64_t opt_timeout(lua_State *L, int idx) {
+static inline __attribute__((always_inline)) int64_t opt_timeout(lua_State *L, int idx) {
   lua_Number s = 0;
   if (lua_isnoneornil(L, idx)) return -1;
   if (lua_type(L, idx) != LUA_TNUMBER || !((s = lua_tonumber(L, idx)) >= 0))
@@ -208,7 +216,7 @@ static int64_t deadline_of(int64_t tns) {
  * The message at idx, checked against the channel (a string, of the fixed
  * size if there is one, at most max bytes); raises otherwise.
  */
-static const char *check_msg(lua_State *L, int idx, const Ring *r, size_t *n) {
+static inline __attribute__((always_inline)) const char *check_msg(lua_State *L, int idx, const Ring *r, size_t *n) {
   const char *s;
   if (lua_type(L, idx) != LUA_TSTRING)
     ch_error(L, "channel: message must be a string, got %s",
@@ -223,14 +231,14 @@ static const char *check_msg(lua_State *L, int idx, const Ring *r, size_t *n) {
   return s;
 }
 
-static uint32_t rec_of(size_t n) { return (uint32_t)((n + 7) & ~(size_t)3); }
+static inline __attribute__((always_inline)) uint32_t rec_of(size_t n) { return (uint32_t)((n + 7) & ~(size_t)3); }
 
-static int is_closed(const Ring *r) {
+static inline __attribute__((always_inline)) int is_closed(const Ring *r) {
   return __atomic_load_n(&r->h->closed, __ATOMIC_ACQUIRE) != 0;
 }
 
 /* An index this side owns (relaxed: only this side writes it), checked. */
-static uint32_t own_index(lua_State *L, uint32_t *p, const char *name) {
+static inline __attribute__((always_inline)) uint32_t own_index(lua_State *L, uint32_t *p, const char *name) {
   uint32_t v = __atomic_load_n(p, __ATOMIC_RELAXED);
   if ((v & 3) != 0)
     ch_error(L, "channel: corrupt %s index %I (not a multiple of 4)", name,
@@ -239,7 +247,7 @@ static uint32_t own_index(lua_State *L, uint32_t *p, const char *name) {
 }
 
 /* Bytes in use between tail and head; raises if more than the capacity. */
-static uint32_t used_of(lua_State *L, const Ring *r, uint32_t head, uint32_t tail) {
+static inline __attribute__((always_inline)) uint32_t used_of(lua_State *L, const Ring *r, uint32_t head, uint32_t tail) {
   uint32_t used = head - tail;
   if (used > r->cap)
     ch_error(L, "channel: corrupt indices (head %I, tail %I, capacity %I)",
@@ -248,7 +256,7 @@ static uint32_t used_of(lua_State *L, const Ring *r, uint32_t head, uint32_t tai
 }
 
 /* The stamp word at ring position pos (any index: taken modulo the ring). */
-static uint32_t *stamp_at(const Ring *r, uint32_t pos) {
+static inline __attribute__((always_inline)) uint32_t *stamp_at(const Ring *r, uint32_t pos) {
   return (uint32_t *)(void *)(r->data + (pos & r->mask));
 }
 
@@ -301,7 +309,7 @@ static int wait_word(const Ring *r, uint32_t *p, uint32_t old, uint32_t *f,
  * Room a record of rec bytes needs at head: the record, a wrap skip when it
  * does not fit before the ring's end, and the next record's 0 stamp.
  */
-static uint32_t want_of(const Ring *r, uint32_t head, uint32_t rec) {
+static inline __attribute__((always_inline)) uint32_t want_of(const Ring *r, uint32_t head, uint32_t rec) {
   uint32_t room = r->cap - (head & r->mask);
   return (rec <= room ? rec : room + rec) + 4;
 }
@@ -326,7 +334,7 @@ static uint32_t want_of(const Ring *r, uint32_t head, uint32_t rec) {
  * later than it could have (also once after the consumer drained the ring
  * while the producer was away, as full is only updated on a look).
  */
-static int has_room(lua_State *L, const Ring *r, uint32_t head, uint32_t want,
+static inline __attribute__((always_inline)) int has_room(lua_State *L, const Ring *r, uint32_t head, uint32_t want,
                     int may_pause) {
   uint32_t seen = __atomic_load_n(&r->h->tail_seen, __ATOMIC_RELAXED), t, room;
   if (head - seen <= r->cap && r->cap - (head - seen) >= want) return 1;
@@ -360,7 +368,7 @@ static int wait_room(lua_State *L, const Ring *r, uint32_t head, uint32_t want,
 }
 
 /* Publishes head (the consumer is woken if it sleeps). */
-static void publish_head(const Ring *r, uint32_t head) {
+static inline __attribute__((always_inline)) void publish_head(const Ring *r, uint32_t head) {
   shm_notify32_clear(&r->h->head, head, &r->h->head_waiters);
 }
 
@@ -372,7 +380,7 @@ static void publish_head(const Ring *r, uint32_t head) {
  * send stores ahead of its record; it raises for a stamp that makes no
  * sense or runs past the capacity, so it ends.
  */
-static uint32_t producer_head(lua_State *L, const Ring *r) {
+static inline __attribute__((always_inline)) uint32_t producer_head(lua_State *L, const Ring *r) {
   uint32_t head = own_index(L, &r->h->head, "head"), h;
   if (r->b != NULL && r->b->repaired) return head;
   /* tail may be past head here: the consumer took the records the
@@ -405,7 +413,7 @@ static uint32_t producer_head(lua_State *L, const Ring *r) {
  * release (a wrap marker at head when the record goes to offset 0, after
  * that record's stamp).  Returns the head after it, not yet published.
  */
-static uint32_t put(const Ring *r, uint32_t head, const char *msg, size_t n) {
+static inline __attribute__((always_inline)) uint32_t put(const Ring *r, uint32_t head, const char *msg, size_t n) {
   uint32_t pos = head & r->mask, room = r->cap - pos, rec = rec_of(n);
   uint32_t *at = stamp_at(r, head);
   int wrap = rec > room;
@@ -556,7 +564,7 @@ static int channel_send_batch(lua_State *L) {
  * reply never pauses; a server whose requests come faster than it answers
  * them may.
  */
-static int wait_data(const Ring *r, uint32_t tail, int64_t tns, uint32_t *w) {
+static inline __attribute__((always_inline)) int wait_data(const Ring *r, uint32_t tail, int64_t tns, uint32_t *w) {
   int err;
   int64_t deadline;
   uint32_t *p = stamp_at(r, tail);
@@ -586,7 +594,7 @@ static int wait_data(const Ring *r, uint32_t tail, int64_t tns, uint32_t *w) {
  * offset in the ring in *pos, moves *t past it and returns the payload's
  * length.  Raises for a corrupt record.
  */
-static uint32_t take_record(lua_State *L, const Ring *r, uint32_t *t, uint32_t w,
+static inline __attribute__((always_inline)) uint32_t take_record(lua_State *L, const Ring *r, uint32_t *t, uint32_t w,
                             uint32_t *pos) {
   uint32_t p = *t & r->mask, skip = 0, n, rec;
   if (w == WRAP) {
@@ -612,12 +620,12 @@ static uint32_t take_record(lua_State *L, const Ring *r, uint32_t *t, uint32_t w
 }
 
 /* Publishes tail (the producer is woken if it sleeps). */
-static void publish_tail(const Ring *r, uint32_t tail) {
+static inline __attribute__((always_inline)) void publish_tail(const Ring *r, uint32_t tail) {
   shm_notify32_clear(&r->h->tail, tail, &r->h->tail_waiters);
 }
 
 /* Pushes the record at *tail (stamp w) as a string; moves *tail past it. */
-static void push_record(lua_State *L, const Ring *r, uint32_t *tail, uint32_t w) {
+static inline __attribute__((always_inline)) void push_record(lua_State *L, const Ring *r, uint32_t *tail, uint32_t w) {
   uint32_t pos, n = take_record(L, r, tail, w, &pos);
   lua_pushlstring(L, (const char *)r->data + pos, n);
 }
