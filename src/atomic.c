@@ -375,18 +375,15 @@ static int do_cas(void *p, int size, uint64_t *expected, uint64_t desired,
  */
 static int atomic_load(lua_State *L) {
   Field f;
-  int mo;
+  int mo = __ATOMIC_SEQ_CST;
   uint64_t x;
   if (lua_gettop(L) == 2 &&
       (f.p = shm_view_int(L, 0, &f.size, &f.sign, &f.m)) != NULL) {
     f.t = NULL;
-    x = do_load(f.p, f.size, __ATOMIC_SEQ_CST);
-    check_fault(L, &f, "atomic_load");
-    push_value(L, x, &f);
-    return 1;
+  } else {
+    int_field(L, 1, 2, 0, &f);
+    mo = check_order(L, 3, OP_LOAD);
   }
-  int_field(L, 1, 2, 0, &f);
-  mo = check_order(L, 3, OP_LOAD);
   x = do_load(f.p, f.size, mo);
   check_fault(L, &f, "atomic_load");
   push_value(L, x, &f);
@@ -398,18 +395,16 @@ static int atomic_load(lua_State *L) {
 static int atomic_store(lua_State *L) {
   Field f;
   uint64_t x;
-  int mo;
+  int mo = __ATOMIC_SEQ_CST;
   if (lua_gettop(L) == 3 &&
       (f.p = shm_view_int(L, 1, &f.size, &f.sign, &f.m)) != NULL) {
     f.t = NULL;
     x = check_value(L, 3, &f, 0);
-    do_store(f.p, f.size, x, __ATOMIC_SEQ_CST);
-    check_fault(L, &f, "atomic_store");
-    return 0;
+  } else {
+    int_field(L, 1, 2, 1, &f);
+    x = check_value(L, 3, &f, 0);
+    mo = check_order(L, 4, OP_STORE);
   }
-  int_field(L, 1, 2, 1, &f);
-  x = check_value(L, 3, &f, 0);
-  mo = check_order(L, 4, OP_STORE);
   do_store(f.p, f.size, x, mo);
   check_fault(L, &f, "atomic_store");
   return 0;
