@@ -106,15 +106,16 @@ static uint32_t wait_change(Chan *c, uint32_t *watch, uint32_t old, uint32_t *sl
   int64_t t0 = now_ns(), b = a->budget;
   int skipped = 0;
   if (b > 0) {
-    int64_t tl = t0; /* the last look at the clock: none at the change */
     for (int k = 1;; k++) {
       relax();
       if ((v = __atomic_load_n(watch, __ATOMIC_ACQUIRE)) != old) {
-        int64_t t = tl - t0;
+        int64_t t;
+        if (k < 16) return v; /* as src/atomic.c: no clock, no change */
+        t = now_ns() - t0;
         if (2 * t > a->budget) a->budget = 2 * t > SPIN_MAX_NS ? SPIN_MAX_NS : 2 * t;
         return v;
       }
-      if ((k & 15) == 0 && (tl = now_ns()) - t0 >= b) break;
+      if ((k & 15) == 0 && now_ns() - t0 >= b) break;
     }
     a->budget = b / 2 < SPIN_MIN_NS ? 0 : b / 2;
   }

@@ -62,9 +62,10 @@
 -- The consumer waits for a stamp adaptively (spin and yield looking at the
 -- stamp, after a 1 us pause without looking when its last recv found its
 -- message at once: a consumer that keeps up with a stream would otherwise
--- watch the very lines the producer writes, slowing both; then, to sleep, it reads head (h), raises its flag head_waiters
--- to h + 1, re-checks the stamp and FUTEX_WAITs on head == h, which step 5
--- changes after any stamp); the producer waits for room on tail the same
+-- watch the very lines the producer writes, slowing both; then, to sleep,
+-- it reads head (h), raises its flag head_waiters to h + 1, re-checks the
+-- stamp and FUTEX_WAITs on head == h, which step 5 changes after any
+-- stamp); the producer waits for room on tail the same
 -- way, sleeping on tail itself with tail_waiters (shm_wait32_on and
 -- shm_notify32_clear in src/atomic.c, which say why this is sound).  The
 -- flags are not counts: the waker lowers a flag when it wakes, so a
