@@ -88,6 +88,19 @@ static int64_t now_ns(void) {
 
 static void relax(void) { __builtin_ia32_pause(); }
 
+/* as src/atomic.c's quiet_pauses: the pauses that take < SPIN_MIN_NS / 2 */
+static int quiet_n;
+static int quiet_pauses(void) {
+  if (quiet_n == 0) {
+    int64_t t = now_ns();
+    for (int i = 0; i < 64; i++) relax();
+    t = now_ns() - t;
+    int q = t <= 0 ? 64 : (int)(64 * (SPIN_MIN_NS / 2) / t);
+    quiet_n = q < 1 ? 1 : q > 64 ? 64 : q;
+  }
+  return quiet_n;
+}
+
 static uint32_t *stamp_at(Chan *c, uint32_t pos) {
   return (uint32_t *)(void *)(c->ring + pos);
 }
@@ -106,11 +119,12 @@ static uint32_t wait_change(Chan *c, uint32_t *watch, uint32_t old, uint32_t *sl
   int64_t t0 = now_ns(), b = a->budget;
   int skipped = 0;
   if (b > 0) {
+    int quiet = quiet_pauses();
     for (int k = 1;; k++) {
       relax();
       if ((v = __atomic_load_n(watch, __ATOMIC_ACQUIRE)) != old) {
         int64_t t;
-        if (k < 16) return v; /* as src/atomic.c: no clock, no change */
+        if (k < quiet) return v; /* as src/atomic.c: no clock, no change */
         t = now_ns() - t0;
         if (2 * t > a->budget) a->budget = 2 * t > SPIN_MAX_NS ? SPIN_MAX_NS : 2 * t;
         return v;
