@@ -572,7 +572,7 @@ static int futex_wake(lua_State *L) {
  *     SPIN_MIN_NS (1 us) or more, and a clock reading (30 ns here) at the
  *     moment the value changes lies on the round trip's critical path.
  *     Here a pause takes 20 ns and most of a channel's waits across cores
- *     end within 8 to 24 pauses: 25 quiet pauses instead of a fixed 16
+ *     end within 8 to 24 pauses: 25-30 quiet pauses instead of a fixed 16
  *     made its round trip 25 ns (4%) faster.  The price: a preemption
  *     within those first pauses goes unnoticed (the budget stays as it
  *     was, and the next spin that runs out halves it);
@@ -654,7 +654,7 @@ static void after_sleep(Adapt *st, int64_t t0, int skipped) {
  * reading (see above): as many as take less than SPIN_MIN_NS / 2, timed
  * once per thread over QUIET_MAX pauses, between 1 and QUIET_MAX (a timing
  * that was preempted only makes the number smaller: the spins then read
- * the clock sooner than they need to).  About 24 here (20 ns a pause).
+ * the clock sooner than they need to).  25 to 30 here (16-20 ns a pause).
  */
 #define QUIET_MAX 64
 static __thread int quiet_n; /* 0: not timed yet */
