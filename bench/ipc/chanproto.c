@@ -92,11 +92,11 @@ static void relax(void) { __builtin_ia32_pause(); }
 static int quiet_n;
 static int quiet_pauses(void) {
   if (quiet_n == 0) {
-    int64_t t = now_ns();
+    int64_t t = now_ns(), q;
     for (int i = 0; i < 64; i++) relax();
     t = now_ns() - t;
-    int q = t <= 0 ? 64 : (int)(64 * (SPIN_MIN_NS / 2) / t);
-    quiet_n = q < 1 ? 1 : q > 64 ? 64 : q;
+    q = t <= 0 ? 64 : 64 * (SPIN_MIN_NS / 2) / t;
+    quiet_n = q < 1 ? 1 : q > 64 ? 64 : (int)q;
   }
   return quiet_n;
 }
