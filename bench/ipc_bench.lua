@@ -7,6 +7,8 @@
 --   C spin, C futex, C hybrid   BUILD_DIR/bench/pingpong (bench/pingpong.c)
 --   shmlua spin                 atomic_store, then an atomic_load loop
 --   shmlua futex                atomic_store + futex_wake, futex_wait loop
+--   shmlua adaptive wait        notify / wait_change with a waiters field:
+--                               the channel's waiting strategy, no message
 --   channel                     ch:send / ch:recv through two shm.channel
 --                               rings: the adaptive wait of src/atomic.c
 --   socketpair                  the same 16-byte messages, write_fd/read_fd
@@ -189,6 +191,7 @@ local rows = {
   { key = "chybrid", label = "C hybrid (spin, then futex)", c = "hybrid" },
   { key = "spin", label = "shmlua spin (atomic_load loop)", lua = "spin" },
   { key = "futex", label = "shmlua futex (futex_wait/wake)", lua = "futex" },
+  { key = "wait", label = "shmlua adaptive wait (wait_change/notify)", lua = "wait" },
   { key = "channel", label = "shmlua channel (adaptive)", lua = "channel" },
   { key = "socket", label = "shmlua socketpair", lua = "socket" },
   { key = "cchannel", label = "C-prototype channel (chanproto.c)", lua = "cchannel" },
@@ -338,6 +341,8 @@ local checks = {
   { "shmlua spin / C spin", 2.5, "spin", "cspin" },
   { "shmlua futex / C futex", 1.2, "futex", "cfutex" },
   { "channel / better of shmlua spin, futex", 1.5, "channel", "lua" },
+  { "adaptive wait / better of shmlua spin, futex", nil, "wait", "lua" },
+  { "channel / adaptive wait", nil, "channel", "wait" },
   { "channel / C hybrid", nil, "channel", "chybrid" },
   { "socketpair / channel", nil, "socket", "channel" },
   { "C-prototype channel / better of spin, futex", nil, "cchannel", "lua" },

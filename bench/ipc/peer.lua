@@ -3,13 +3,16 @@
 -- the shared memfd as descriptor 3 and, for the socket modes, its end of a
 -- socketpair as descriptor 4.
 --
--- Round trips (MODE spin | futex | channel | socket; ROLE ping | echo):
+-- Round trips (MODE spin | futex | wait | channel | socket; ROLE ping | echo):
 --   spin     the counter word, stored with atomic_store and watched with an
 --            atomic_load loop
 --   futex    the same word; the storer stores and always wakes (one
 --            shm.notify call, no waiters field), the waiter futex_waits
 --            while the word holds the old value (as the C futex baseline
 --            of bench/pingpong.c does)
+--   wait     the same word, with the adaptive wait the channel uses and no
+--            message: the storer notifies (shm.notify with the waiters
+--            field), the waiter wait_changes (spin, yield, then futex)
 --   channel  a 16-byte message through channel A, echoed back through
 --            channel B (lua/shm/channel.lua: the adaptive wait)
 --   socket   the same 16 bytes written to and read from a socketpair
@@ -44,13 +47,14 @@ local BATCH = 64
 
 shm.cdef [[
 struct ipcb { uint32_t seq; uint32_t pad0[15]; uint32_t ready; uint32_t pad1[15];
-              uint32_t go; uint32_t pad2[15]; };
+              uint32_t go; uint32_t pad2[15]; uint32_t waiters; uint32_t pad3[15]; };
 ]]
 local m = assert(shm.mmap(nil, SIZE, shm.PROT_READ | shm.PROT_WRITE, shm.MAP_SHARED, 3, 0))
 local w = shm.view(m, "struct ipcb", 0)
 local function cp_open(off) return cp.open(shm.addressof(shm.view(m, "struct shm_channel", off))) end
 local load, store = shm.atomic_load, shm.atomic_store
-local fwait, fwake, notify = shm.futex_wait, shm.futex_wake, shm.notify
+local fwait, fwake, notify, wait_change = shm.futex_wait, shm.futex_wake, shm.notify,
+                                         shm.wait_change
 local clock = shm.clock
 
 local function ready()
@@ -93,6 +97,14 @@ function rounds.futex(v, k)
       fwait(w, "seq", n)
       v = load(w, "seq")
     end
+  end
+  return v
+end
+function rounds.wait(v, k)
+  for _ = 1, k do
+    local n = v + 1
+    notify(w, "seq", n, "waiters")
+    v = wait_change(w, "seq", n, nil, "waiters")
   end
   return v
 end
@@ -156,7 +168,16 @@ local function ping()
 end
 
 local function echo()
-  if mode == "spin" or mode == "futex" then
+  if mode == "wait" then
+    local v = 0
+    ready()
+    while true do
+      local x = wait_change(w, "seq", v, nil, "waiters")
+      if x == STOP then break end
+      v = x + 1
+      notify(w, "seq", v, "waiters")
+    end
+  elseif mode == "spin" or mode == "futex" then
     local spin = mode == "spin"
     local v = 0
     ready()
