@@ -13,6 +13,9 @@
  *   local ch = cp.open(address)     -- integer address of the header
  *   cp.send(ch, msg)                -- waits for room, never times out
  *   cp.recv(ch)                     -- -> msg, or nil once closed and empty
+ *   cp.recv_len(ch)                 -- as recv, but -> the message's length:
+ *                                      no Lua string is made (a diagnostic of
+ *                                      what making it costs a round trip)
  *   cp.send_batch(ch, list)         -- every message, head published once
  *   cp.recv_batch(ch, max)          -- -> list of 1..max, tail published once
  *
@@ -295,9 +298,10 @@ static int data_ready(Chan *c) {
   return wait_change(c, st, 0, &c->h->head, &c->h->head_waiters, &c->adapt[0]) != 0;
 }
 
-/* Pushes the record at tail and advances tail (not yet published);
- * returns 0, pushing nothing, if there is none. */
-static int take(lua_State *L, Chan *c) {
+/* Pushes the record at tail (as a string, or as its length if `len`) and
+ * advances tail (not yet published); returns 0, pushing nothing, if there
+ * is none. */
+static int take(lua_State *L, Chan *c, int len) {
   uint32_t pos = c->tail & c->mask, s = __atomic_load_n(stamp_at(c, pos), __ATOMIC_ACQUIRE);
   if (s == 0) return 0;
   if (s == WRAP) {
@@ -306,18 +310,22 @@ static int take(lua_State *L, Chan *c) {
     s = __atomic_load_n(stamp_at(c, 0), __ATOMIC_ACQUIRE);
   }
   if (s - 1 > c->max) luaL_error(L, "corrupt record");
-  lua_pushlstring(L, (const char *)c->ring + pos + 4, s - 1);
+  if (len) lua_pushinteger(L, s - 1);
+  else lua_pushlstring(L, (const char *)c->ring + pos + 4, s - 1);
   c->tail += (s + 6) & ~3u;
   return 1;
 }
 
-static int cp_recv(lua_State *L) {
+static int recv_one(lua_State *L, int len) {
   Chan *c = lua_touserdata(L, 1);
   luaL_argcheck(L, c != NULL, 1, "channel expected");
-  if (!data_ready(c) || !take(L, c)) return 0;
+  if (!data_ready(c) || !take(L, c, len)) return 0;
   notify(&c->h->tail, c->tail, &c->h->tail_waiters);
   return 1;
 }
+
+static int cp_recv(lua_State *L) { return recv_one(L, 0); }
+static int cp_recv_len(lua_State *L) { return recv_one(L, 1); }
 
 static int cp_recv_batch(lua_State *L) {
   Chan *c = lua_touserdata(L, 1);
@@ -325,7 +333,7 @@ static int cp_recv_batch(lua_State *L) {
   luaL_argcheck(L, c != NULL, 1, "channel expected");
   if (!data_ready(c)) return 0;
   lua_createtable(L, (int)(most < 256 ? most : 256), 0);
-  while (k < most && take(L, c)) lua_rawseti(L, -2, ++k);
+  while (k < most && take(L, c, 0)) lua_rawseti(L, -2, ++k);
   notify(&c->h->tail, c->tail, &c->h->tail_waiters);
   return 1;
 }
@@ -333,7 +341,8 @@ static int cp_recv_batch(lua_State *L) {
 int luaopen_chanproto(lua_State *L);
 int luaopen_chanproto(lua_State *L) {
   static const luaL_Reg f[] = {{"open", cp_open}, {"send", cp_send}, {"recv", cp_recv},
-                              {"send_batch", cp_send_batch}, {"recv_batch", cp_recv_batch},
+                              {"recv_len", cp_recv_len}, {"send_batch", cp_send_batch},
+                              {"recv_batch", cp_recv_batch},
                               {NULL, NULL}};
   luaL_newlib(L, f);
   return 1;

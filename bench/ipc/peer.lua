@@ -21,6 +21,9 @@
 --
 -- cchannel is channel through the C prototype bench/ipc/chanproto.c (its
 -- path is argument 5): what one C call per send and per recv would give.
+-- cchannel_len is cchannel with recv_len, which takes the message without
+-- making it a Lua string (the echo sends its own copy of the same 16
+-- bytes): what making the string costs a round trip.
 --
 -- Throughput (MODE chan1 | chanb | cchan1 | sock1 | sockb; ROLE send |
 -- recv), one direction, 64-byte messages for SECONDS per run:
@@ -109,6 +112,14 @@ function rounds.wait(v, k)
   return v
 end
 local tx, rx
+function rounds.cchannel_len(v, k)
+  local send, recv_len = cp.send, cp.recv_len
+  for _ = 1, k do
+    send(tx, MSG16)
+    recv_len(rx)
+  end
+  return v + 2 * k
+end
 function rounds.cchannel(v, k)
   local send, recv = cp.send, cp.recv
   for _ = 1, k do
@@ -136,7 +147,7 @@ end
 
 local function ping()
   if mode == "channel" then tx, rx = channel.attach(m, CHA), channel.attach(m, CHB) end
-  if mode == "cchannel" then tx, rx = cp_open(CHA), cp_open(CHB) end
+  if mode == "cchannel" or mode == "cchannel_len" then tx, rx = cp_open(CHA), cp_open(CHB) end
   await_ready()
   local round = rounds[mode]
   local v = round(0, 1)               -- one untimed round trip
@@ -157,7 +168,7 @@ local function ping()
     if i < fewest then fewest = i end
   end
   if mode == "channel" then tx:close()
-  elseif mode == "cchannel" then channel.attach(m, CHA):close()
+  elseif mode == "cchannel" or mode == "cchannel_len" then channel.attach(m, CHA):close()
   elseif mode == "socket" then shm.close(4)
   else
     store(w, "seq", STOP)
@@ -206,6 +217,14 @@ local function echo()
       local msg = cp.recv(inp)
       if not msg then break end       -- closed by ping
       cp.send(out, msg)
+    end
+  elseif mode == "cchannel_len" then
+    local inp, out = cp_open(CHA), cp_open(CHB)
+    ready()
+    while true do
+      local n = cp.recv_len(inp)
+      if not n then break end         -- closed by ping
+      cp.send(out, MSG16)
     end
   else
     ready()
