@@ -112,22 +112,18 @@ function rounds.wait(v, k)
   return v
 end
 local tx, rx
-function rounds.cchannel_len(v, k)
-  local send, recv_len = cp.send, cp.recv_len
-  for _ = 1, k do
-    send(tx, MSG16)
-    recv_len(rx)
+-- cchannel, cchannel_len: the C prototype's send, then its recv or recv_len
+local function cp_round(recv_name)
+  return function(v, k)
+    local send, recv = cp.send, cp[recv_name]
+    for _ = 1, k do
+      send(tx, MSG16)
+      recv(rx)
+    end
+    return v + 2 * k
   end
-  return v + 2 * k
 end
-function rounds.cchannel(v, k)
-  local send, recv = cp.send, cp.recv
-  for _ = 1, k do
-    send(tx, MSG16)
-    recv(rx)
-  end
-  return v + 2 * k
-end
+rounds.cchannel, rounds.cchannel_len = cp_round("recv"), cp_round("recv_len")
 function rounds.channel(v, k)
   for _ = 1, k do
     tx:send(MSG16)
@@ -210,21 +206,15 @@ local function echo()
       if not msg then break end       -- EPIPE: closed by ping
       out:send(msg)
     end
-  elseif mode == "cchannel" then
+  elseif mode == "cchannel" or mode == "cchannel_len" then
     local inp, out = cp_open(CHA), cp_open(CHB)
+    local len = mode == "cchannel_len"  -- recv_len: send back our own 16 bytes
+    local recv, send = len and cp.recv_len or cp.recv, cp.send
     ready()
     while true do
-      local msg = cp.recv(inp)
-      if not msg then break end       -- closed by ping
-      cp.send(out, msg)
-    end
-  elseif mode == "cchannel_len" then
-    local inp, out = cp_open(CHA), cp_open(CHB)
-    ready()
-    while true do
-      local n = cp.recv_len(inp)
-      if not n then break end         -- closed by ping
-      cp.send(out, MSG16)
+      local got = recv(inp)
+      if not got then break end       -- closed by ping
+      send(out, len and MSG16 or got)
     end
   else
     ready()
