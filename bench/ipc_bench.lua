@@ -6,6 +6,7 @@
 -- CPUs and to the same CPU:
 --   C spin, C futex, C hybrid   BUILD_DIR/bench/pingpong (bench/pingpong.c)
 --   shmlua spin                 atomic_store, then an atomic_load loop
+--   Lua spin, unchecked         the same through chanproto.c's load32/store32
 --   shmlua futex                atomic_store + futex_wake, futex_wait loop
 --   shmlua adaptive wait        notify / wait_change with a waiters field:
 --                               the channel's waiting strategy, no message
@@ -16,6 +17,8 @@
 --   channel send/recv, channel send_batch/recv_batch (64 a call), and a
 --   socketpair written one message (or 64) per write_fd, read 64 KiB at a
 --   time and cut into messages.
+-- The floor under shmlua spin: the same loop through chanproto.c's
+-- load32/store32, Lua->C calls that take a raw address and check nothing.
 -- Also, for comparison, a C prototype of the channel's send/recv and
 -- send_batch/recv_batch (bench/ipc/chanproto.c, built here into
 -- BUILD_DIR/bench/chanproto.so): same protocol (version 3) and layout, one
@@ -192,13 +195,16 @@ local rows = {
   { key = "cfutex", label = "C futex", c = "futex" },
   { key = "chybrid", label = "C hybrid (spin, then futex)", c = "hybrid" },
   { key = "spin", label = "shmlua spin (atomic_load loop)", lua = "spin" },
+  { key = "rawspin", label = "Lua spin, unchecked load32/store32 (chanproto.c)",
+    lua = "rawspin", proto = true },
   { key = "futex", label = "shmlua futex (futex_wait/wake)", lua = "futex" },
   { key = "wait", label = "shmlua adaptive wait (wait_change/notify)", lua = "wait" },
   { key = "channel", label = "shmlua channel (adaptive)", lua = "channel" },
   { key = "socket", label = "shmlua socketpair", lua = "socket" },
-  { key = "cchannel", label = "C-prototype channel (chanproto.c)", lua = "cchannel" },
+  { key = "cchannel", label = "C-prototype channel (chanproto.c)", lua = "cchannel",
+    proto = true },
   { key = "cchannel_len", label = "C-prototype channel, recv makes no string",
-    lua = "cchannel_len" },
+    lua = "cchannel_len", proto = true },
 }
 local TP = {
   { key = "chan1", label = "channel send/recv" },
@@ -239,7 +245,7 @@ for round = 1, RUNS do
   for _, row in ipairs(rows) do
     for _, place in ipairs(PLACES) do
       local c = R[row.key][place[1]]
-      if row.lua and row.lua:match("^cchannel") and not CHANPROTO then
+      if row.proto and not CHANPROTO then
         c.note = "not built"
       elseif not (c.note and c.note:match("^failed")) then
         local ns, x
@@ -344,6 +350,7 @@ local misses = {}
 local checks = {
   { "shmlua spin / C spin", 2.5, "spin", "cspin" },
   { "shmlua futex / C futex", 1.2, "futex", "cfutex" },
+  { "Lua spin, unchecked / C spin", nil, "rawspin", "cspin" },
   { "channel / better of shmlua spin, futex", 1.5, "channel", "lua" },
   { "adaptive wait / better of shmlua spin, futex", nil, "wait", "lua" },
   { "channel / adaptive wait", nil, "channel", "wait" },

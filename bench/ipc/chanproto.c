@@ -18,6 +18,13 @@
  *                                      what making it costs a round trip)
  *   cp.send_batch(ch, list)         -- every message, head published once
  *   cp.recv_batch(ch, max)          -- -> list of 1..max, tail published once
+ *   cp.load32(address)              -- -> the uint32_t there (seq_cst)
+ *   cp.store32(address, x)          -- stores x there (seq_cst)
+ *
+ * load32 and store32 check nothing at all: the least a Lua->C call can do
+ * for an atomic load or store, so that ipc_bench can show the floor under
+ * shm.atomic_load/atomic_store (which look the field up by name and check
+ * the view, its mapping and the value on every call).
  *
  * A send at p = head (rec = 4 + the payload padded to 4; q = where the next
  * record starts): waits for room (judged from tail_seen, reading tail only
@@ -338,11 +345,24 @@ static int cp_recv_batch(lua_State *L) {
   return 1;
 }
 
+static int cp_load32(lua_State *L) {
+  uint32_t *p = (uint32_t *)(uintptr_t)lua_tointeger(L, 1);
+  lua_pushinteger(L, __atomic_load_n(p, __ATOMIC_SEQ_CST));
+  return 1;
+}
+
+static int cp_store32(lua_State *L) {
+  uint32_t *p = (uint32_t *)(uintptr_t)lua_tointeger(L, 1);
+  __atomic_store_n(p, (uint32_t)lua_tointeger(L, 2), __ATOMIC_SEQ_CST);
+  return 0;
+}
+
 int luaopen_chanproto(lua_State *L);
 int luaopen_chanproto(lua_State *L) {
   static const luaL_Reg f[] = {{"open", cp_open}, {"send", cp_send}, {"recv", cp_recv},
                               {"recv_len", cp_recv_len}, {"send_batch", cp_send_batch},
-                              {"recv_batch", cp_recv_batch},
+                              {"recv_batch", cp_recv_batch}, {"load32", cp_load32},
+                              {"store32", cp_store32},
                               {NULL, NULL}};
   luaL_newlib(L, f);
   return 1;

@@ -21,6 +21,8 @@
 --
 -- cchannel is channel through the C prototype bench/ipc/chanproto.c (its
 -- path is argument 5): what one C call per send and per recv would give.
+-- rawspin is spin with the C prototype's load32/store32 on the word's
+-- address, which check nothing: the floor under atomic_load/atomic_store.
 -- cchannel_len is cchannel with recv_len, which takes the message without
 -- making it a Lua string (the echo sends its own copy of the same 16
 -- bytes): what making the string costs a round trip.
@@ -88,6 +90,16 @@ function rounds.spin(v, k)
     local n = v + 1
     store(w, "seq", n)
     repeat v = load(w, "seq") until v ~= n
+  end
+  return v
+end
+local SEQ = shm.addressof(w, "seq")
+function rounds.rawspin(v, k)
+  local load32, store32 = cp.load32, cp.store32
+  for _ = 1, k do
+    local n = v + 1
+    store32(SEQ, n)
+    repeat v = load32(SEQ) until v ~= n
   end
   return v
 end
@@ -183,6 +195,17 @@ local function echo()
       if x == STOP then break end
       v = x + 1
       notify(w, "seq", v, "waiters")
+    end
+  elseif mode == "rawspin" then
+    local load32, store32 = cp.load32, cp.store32
+    local v = 0
+    ready()
+    while true do
+      local x = load32(SEQ)
+      while x == v do x = load32(SEQ) end
+      if x == STOP then break end
+      v = x + 1
+      store32(SEQ, v)
     end
   elseif mode == "spin" or mode == "futex" then
     local spin = mode == "spin"
