@@ -19,6 +19,11 @@
  *   shm.futex_wake(v, f [, n | "all"])            -> number woken
  *   shm.wait_change(v, f, old [, timeout_s [, waiters]]) -> new | nil,msg,errno
  *   shm.notify(v, f, x [, waiters])               -> number woken
+ *   shm.atomic_ref(v, f) -> r, the field bound for hot loops: the same
+ *   operations as methods, r:load([order]), r:store(x [, order]),
+ *   r:exchange, r:fetch_add/_sub/_and/_or/_xor(n [, order]), r:cas,
+ *   r:futex_wait, r:futex_wake, r:wait_change, r:notify (the arguments
+ *   after v, f above)
  *   shm.mutex_init / mutex_lock / mutex_trylock / mutex_unlock /
  *   mutex_consistent (v, m ...)
  *
@@ -140,7 +145,16 @@ typedef struct Field {
   int sign;       /* the C type is signed                    */
   const Mapping *m; /* the mapping it lies in                */
   const CType *t; /* NULL when found by the fast path        */
+  int vidx, nidx; /* where the view and the field's name are: 1 and 2, or
+                   * the upvalues of a bound ref (atomic_ref) */
 } Field;
+
+/* The name of field f, for messages: its key (an array index is a number,
+ * pushed as a string rather than converted in place). */
+static const char *field_name(lua_State *L, const Field *f) {
+  if (lua_type(L, f->nidx) == LUA_TSTRING) return lua_tostring(L, f->nidx);
+  return lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, f->nidx));
+}
 
 /*
  * Field at (view vidx, name nidx) as an integer fit for atomics, for reading
@@ -150,6 +164,8 @@ typedef struct Field {
  */
 static void int_field(lua_State *L, int vidx, int nidx, int write, Field *f) {
   const CType *t;
+  f->vidx = vidx;
+  f->nidx = nidx;
   if (vidx == 1 && nidx == 2 &&
       (f->p = shm_view_int(L, write, &f->size, &f->sign, &f->m)) != NULL) {
     f->t = NULL; /* looked up only for an error message: field_type */
@@ -160,19 +176,21 @@ static void int_field(lua_State *L, int vidx, int nidx, int write, Field *f) {
   if ((t->kind != CK_INT && t->kind != CK_ENUM) ||
       (t->size != 1 && t->size != 2 && t->size != 4 && t->size != 8))
     luaL_error(L, "field '%s' (%s) is not an integer field: atomics need an "
-               "integer or enum of 1, 2, 4 or 8 bytes", lua_tostring(L, nidx),
+               "integer or enum of 1, 2, 4 or 8 bytes", field_name(L, f),
                t->name ? t->name : "?");
   f->size = (int)t->size;
   f->sign = t->is_signed;
   if (((uintptr_t)f->p & (uintptr_t)(f->size - 1)) != 0)
     luaL_error(L, "field '%s' is not naturally aligned for atomics",
-               lua_tostring(L, nidx));
+               field_name(L, f));
 }
 
 /* A 32-bit integer field, 4-aligned: what a futex word must be. */
 static uint32_t *futex_field(lua_State *L, int vidx, int nidx, int write,
                              Field *f) {
   const CType *t;
+  f->vidx = vidx;
+  f->nidx = nidx;
   if (vidx == 1 && nidx == 2 &&
       (f->p = shm_view_int(L, write, &f->size, &f->sign, &f->m)) != NULL &&
       f->size == 4) {
@@ -183,12 +201,12 @@ static uint32_t *futex_field(lua_State *L, int vidx, int nidx, int write,
   f->t = t;
   if ((t->kind != CK_INT && t->kind != CK_ENUM) || t->size != 4)
     luaL_error(L, "field '%s' (%s) is not a 32-bit integer field: futexes "
-               "need one", lua_tostring(L, nidx), t->name ? t->name : "?");
+               "need one", field_name(L, f), t->name ? t->name : "?");
   f->size = 4;
   f->sign = t->is_signed;
   if (((uintptr_t)f->p & 3) != 0)
     luaL_error(L, "field '%s' is not 4-byte aligned: futexes need that",
-               lua_tostring(L, nidx));
+               field_name(L, f));
   return (uint32_t *)f->p;
 }
 
@@ -201,7 +219,7 @@ static uint32_t *futex_field(lua_State *L, int vidx, int nidx, int write,
  */
 static void check_fault(lua_State *L, const Field *f, const char *fn) {
   if (__builtin_expect(shm_faulted(f->m), 0))
-    shm_checkfault(L, f->m, lua_pushfstring(L, "%s(%s)", fn, lua_tostring(L, 2)));
+    shm_checkfault(L, f->m, lua_pushfstring(L, "%s(%s)", fn, field_name(L, f)));
 }
 
 /*
@@ -221,7 +239,7 @@ static void futex_fault(lua_State *L, const Field *f, const char *fn) {
  */
 static const char *field_type(lua_State *L, const Field *f) {
   const CType *t = f->t;
-  if (t == NULL) t = shm_view_field_type(L, 1, 2);
+  if (t == NULL) t = shm_view_field_type(L, f->vidx, f->nidx);
   return t->name ? t->name : "?";
 }
 
@@ -246,7 +264,7 @@ static uint64_t check_value(lua_State *L, int idx, const Field *f,
                           ? luaL_tolstring(L, idx, NULL)
                           : luaL_typename(L, idx);
     luaL_error(L, "field '%s' (%s) expects an integer in %I..%I, got %s",
-               lua_tostring(L, 2), field_type(L, f),
+               field_name(L, f), field_type(L, f),
                (LUAI_UACINT)lo, (LUAI_UACINT)hi, got);
   }
   return (uint64_t)x;
@@ -367,7 +385,51 @@ static int do_cas(void *p, int size, uint64_t *expected, uint64_t desired,
   }
 }
 
-/* ---- Lua functions: atomics */
+/* ---- Lua functions: atomics
+ *
+ * Each operation is a body taking the field and the stack index `a` of its
+ * first argument after the field: 3 for shm.atomic_*(v, f, ...), 2 for the
+ * methods of a bound ref (r:op(...), self at 1; see atomic_ref).
+ */
+
+/* load: the order at a (none: seq_cst, without looking at it) */
+static int load_at(lua_State *L, Field *f, int a) {
+  int mo = lua_gettop(L) < a ? __ATOMIC_SEQ_CST : check_order(L, a, OP_LOAD);
+  uint64_t x = do_load(f->p, f->size, mo);
+  check_fault(L, f, "atomic_load");
+  push_value(L, x, f);
+  return 1;
+}
+
+/* store: the value at a, the order at a + 1 */
+static int store_at(lua_State *L, Field *f, int a) {
+  uint64_t x = check_value(L, a, f, 0);
+  int mo = lua_gettop(L) <= a ? __ATOMIC_SEQ_CST : check_order(L, a + 1, OP_STORE);
+  do_store(f->p, f->size, x, mo);
+  check_fault(L, f, "atomic_store");
+  return 0;
+}
+
+/* a read-modify-write: the operand at a, the order at a + 1; the old value */
+static int rmw_at(lua_State *L, Field *f, int a, int op) {
+  uint64_t x = check_value(L, a, f, op != RMW_XCHG);
+  int mo = check_order(L, a + 1, OP_RMW);
+  x = do_rmw(f->p, f->size, op, x, mo);
+  check_fault(L, f, rmw_name[op]);
+  push_value(L, x, f);
+  return 1;
+}
+
+/* cas: expected at a, desired at a + 1, the order at a + 2; ok, old */
+static int cas_at(lua_State *L, Field *f, int a) {
+  uint64_t expected = check_value(L, a, f, 0), desired = check_value(L, a + 1, f, 0);
+  int mo = check_order(L, a + 2, OP_RMW);
+  int ok = do_cas(f->p, f->size, &expected, desired, mo);
+  check_fault(L, f, "atomic_cas");
+  lua_pushboolean(L, ok);
+  push_value(L, expected, f);
+  return 2;
+}
 
 /*
  * shm.atomic_load(v, f [, order]) -> the field's value.  Without an order
@@ -375,53 +437,37 @@ static int do_cas(void *p, int size, uint64_t *expected, uint64_t desired,
  */
 static int atomic_load(lua_State *L) {
   Field f;
-  int mo = __ATOMIC_SEQ_CST;
-  uint64_t x;
   if (lua_gettop(L) == 2 &&
       (f.p = shm_view_int(L, 0, &f.size, &f.sign, &f.m)) != NULL) {
     f.t = NULL;
+    f.vidx = 1;
+    f.nidx = 2;
   } else {
     int_field(L, 1, 2, 0, &f);
-    mo = check_order(L, 3, OP_LOAD);
   }
-  x = do_load(f.p, f.size, mo);
-  check_fault(L, &f, "atomic_load");
-  push_value(L, x, &f);
-  return 1;
+  return load_at(L, &f, 3);
 }
 
 /* shm.atomic_store(v, f, x [, order]): no results.  As atomic_load, a
  * faster way without an order. */
 static int atomic_store(lua_State *L) {
   Field f;
-  uint64_t x;
-  int mo = __ATOMIC_SEQ_CST;
   if (lua_gettop(L) == 3 &&
       (f.p = shm_view_int(L, 1, &f.size, &f.sign, &f.m)) != NULL) {
     f.t = NULL;
-    x = check_value(L, 3, &f, 0);
+    f.vidx = 1;
+    f.nidx = 2;
   } else {
     int_field(L, 1, 2, 1, &f);
-    x = check_value(L, 3, &f, 0);
-    mo = check_order(L, 4, OP_STORE);
   }
-  do_store(f.p, f.size, x, mo);
-  check_fault(L, &f, "atomic_store");
-  return 0;
+  return store_at(L, &f, 3);
 }
 
 /* The read-modify-writes: (v, f, operand [, order]) -> old value. */
 static int rmw(lua_State *L, int op) {
   Field f;
-  uint64_t x;
-  int mo;
   int_field(L, 1, 2, 1, &f);
-  x = check_value(L, 3, &f, op != RMW_XCHG);
-  mo = check_order(L, 4, OP_RMW);
-  x = do_rmw(f.p, f.size, op, x, mo);
-  check_fault(L, &f, rmw_name[op]);
-  push_value(L, x, &f);
-  return 1;
+  return rmw_at(L, &f, 3, op);
 }
 
 static int atomic_exchange(lua_State *L) { return rmw(L, RMW_XCHG); }
@@ -438,17 +484,8 @@ static int atomic_xor(lua_State *L) { return rmw(L, RMW_XOR); }
  */
 static int atomic_cas(lua_State *L) {
   Field f;
-  uint64_t expected, desired;
-  int mo, ok;
   int_field(L, 1, 2, 1, &f);
-  expected = check_value(L, 3, &f, 0);
-  desired = check_value(L, 4, &f, 0);
-  mo = check_order(L, 5, OP_RMW);
-  ok = do_cas(f.p, f.size, &expected, desired, mo);
-  check_fault(L, &f, "atomic_cas");
-  lua_pushboolean(L, ok);
-  push_value(L, expected, &f);
-  return 2;
+  return cas_at(L, &f, 3);
 }
 
 /* shm.atomic_fence([order]): a thread fence of that order. */
@@ -473,19 +510,23 @@ static int atomic_fence(lua_State *L) {
  * value and wait again.  EAGAIN: the value differed already; ETIMEDOUT:
  * timeout_s passed (measured on CLOCK_MONOTONIC); EINTR: a signal.
  */
-static int futex_wait(lua_State *L) {
-  Field f;
-  uint32_t *p = futex_field(L, 1, 2, 0, &f);
-  uint32_t expected = (uint32_t)check_value(L, 3, &f, 0);
-  int64_t tns = opt_timeout(L, 4);
+static int futex_wait_at(lua_State *L, Field *f, int a) {
+  uint32_t expected = (uint32_t)check_value(L, a, f, 0);
+  int64_t tns = opt_timeout(L, a + 1);
   struct timespec ts = ns_to_timespec(tns < 0 ? 0 : tns);
-  if (futex_call(p, FUTEX_WAIT, expected, tns < 0 ? NULL : &ts) != 0) {
+  if (futex_call((uint32_t *)f->p, FUTEX_WAIT, expected, tns < 0 ? NULL : &ts) != 0) {
     int e = errno;
-    if (e == EFAULT) futex_fault(L, &f, "futex_wait");
-    return shm_fail(L, "futex_wait", lua_tostring(L, 2), e);
+    if (e == EFAULT) futex_fault(L, f, "futex_wait");
+    return shm_fail(L, "futex_wait", field_name(L, f), e);
   }
   lua_pushboolean(L, 1);
   return 1;
+}
+
+static int futex_wait(lua_State *L) {
+  Field f;
+  futex_field(L, 1, 2, 0, &f);
+  return futex_wait_at(L, &f, 3);
 }
 
 /* The wake count at `idx`: default 1, "all" or anything >= INT_MAX is all. */
@@ -508,17 +549,21 @@ static int wake_count(lua_State *L, int idx) {
  * sleeping in futex_wait on the field.  Changes nothing in memory: store
  * the new value first.
  */
-static int futex_wake(lua_State *L) {
-  Field f;
-  uint32_t *p = futex_field(L, 1, 2, 0, &f);
-  long r = futex_call(p, FUTEX_WAKE, (uint32_t)wake_count(L, 3), NULL);
+static int futex_wake_at(lua_State *L, Field *f, int a) {
+  long r = futex_call((uint32_t *)f->p, FUTEX_WAKE, (uint32_t)wake_count(L, a), NULL);
   if (r < 0) {
     int e = errno;
-    if (e == EFAULT) futex_fault(L, &f, "futex_wake");
-    return shm_fail(L, "futex_wake", lua_tostring(L, 2), e);
+    if (e == EFAULT) futex_fault(L, f, "futex_wake");
+    return shm_fail(L, "futex_wake", field_name(L, f), e);
   }
   lua_pushinteger(L, r);
   return 1;
+}
+
+static int futex_wake(lua_State *L) {
+  Field f;
+  futex_field(L, 1, 2, 0, &f);
+  return futex_wake_at(L, &f, 3);
 }
 
 /* ---- the adaptive wait: wait_change and notify
@@ -679,7 +724,7 @@ static void halve(Adapt *st) {
 static int opt_waiters(lua_State *L, int idx, int write, const Field *f,
                        Field *w) {
   if (lua_isnoneornil(L, idx)) return 0;
-  int_field(L, 1, idx, write, w);
+  int_field(L, f->vidx, idx, write, w);
   if ((char *)w->p < (char *)f->p + f->size &&
       (char *)f->p < (char *)w->p + w->size)
     luaL_argerror(L, idx, "the waiters field must not overlap the value field");
@@ -862,20 +907,26 @@ long shm_notify32_clear(uint32_t *p, uint32_t x, uint32_t *sleeping) {
  * Waits until the 32-bit field f no longer holds `old`; see the protocol
  * above.  timeout_s 0 only looks once.
  */
-static int wait_change(lua_State *L) {
-  Field f, w;
-  uint32_t *p = futex_field(L, 1, 2, 0, &f);
-  uint32_t old = (uint32_t)check_value(L, 3, &f, 0), v = 0;
-  int64_t tns = opt_timeout(L, 4);
-  int has_w = opt_waiters(L, 5, 1, &f, &w), err;
+static int wait_change_at(lua_State *L, Field *f, int a) {
+  Field w;
+  uint32_t *p = (uint32_t *)f->p;
+  uint32_t old = (uint32_t)check_value(L, a, f, 0), v = 0;
+  int64_t tns = opt_timeout(L, a + 1);
+  int has_w = opt_waiters(L, a + 2, 1, f, &w), err;
   (void)__atomic_load_n(p, __ATOMIC_RELAXED); /* a fault shows before the wait */
   if (has_w) (void)do_load(w.p, w.size, __ATOMIC_RELAXED); /* (the same mapping) */
-  check_fault(L, &f, "wait_change");
+  check_fault(L, f, "wait_change");
   err = wait_core(p, old, NULL, tns, has_w ? w.p : NULL, has_w ? w.size : 4, NULL, &v);
-  check_fault(L, &f, "wait_change");
-  if (err != 0) return shm_fail(L, "wait_change", lua_tostring(L, 2), err);
-  push_value(L, v, &f);
+  check_fault(L, f, "wait_change");
+  if (err != 0) return shm_fail(L, "wait_change", field_name(L, f), err);
+  push_value(L, v, f);
   return 1;
+}
+
+static int wait_change(lua_State *L) {
+  Field f;
+  futex_field(L, 1, 2, 0, &f);
+  return wait_change_at(L, &f, 3);
 }
 
 /*
@@ -884,17 +935,22 @@ static int wait_change(lua_State *L) {
  * sleeping on it; with a waiters field, only when it is not zero (then
  * returns 0 without a syscall).  See the protocol above.
  */
-static int notify(lua_State *L) {
-  Field f, w;
-  uint32_t *p = futex_field(L, 1, 2, 1, &f);
-  uint32_t x = (uint32_t)check_value(L, 3, &f, 0);
-  int has_w = opt_waiters(L, 4, 0, &f, &w);
-  long r = notify_core(p, x, has_w ? w.p : NULL, has_w ? w.size : 4);
+static int notify_at(lua_State *L, Field *f, int a) {
+  Field w;
+  uint32_t x = (uint32_t)check_value(L, a, f, 0);
+  int has_w = opt_waiters(L, a + 1, 0, f, &w);
+  long r = notify_core((uint32_t *)f->p, x, has_w ? w.p : NULL, has_w ? w.size : 4);
   int e = errno;
-  check_fault(L, &f, "notify");
-  if (r < 0) return shm_fail(L, "notify", lua_tostring(L, 2), e);
+  check_fault(L, f, "notify");
+  if (r < 0) return shm_fail(L, "notify", field_name(L, f), e);
   lua_pushinteger(L, r);
   return 1;
+}
+
+static int notify(lua_State *L) {
+  Field f;
+  futex_field(L, 1, 2, 1, &f);
+  return notify_at(L, &f, 3);
 }
 
 /* ---- robust process-shared mutexes
