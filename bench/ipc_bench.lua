@@ -5,9 +5,13 @@
 -- Round trips, each with the two processes pinned (taskset) to different
 -- CPUs and to the same CPU:
 --   C spin, C futex, C hybrid   BUILD_DIR/bench/pingpong (bench/pingpong.c)
---   shmlua spin                 atomic_store, then an atomic_load loop
+--   shmlua spin                 r.store, then a loop of r.load, where
+--                               r = shm.atomic_ref(view, "seq")
+--   shmlua spin by name         the same with shm.atomic_store/atomic_load,
+--                               which find the field by name at every call
 --   Lua spin, unchecked         the same through chanproto.c's load32/store32
---   shmlua futex                atomic_store + futex_wake, futex_wait loop
+--   shmlua futex                r.notify (store, FUTEX_WAKE), r.futex_wait
+--                               loop; and by name (shm.notify, futex_wait)
 --   shmlua adaptive wait        notify / wait_change with a waiters field:
 --                               the channel's waiting strategy, no message
 --   channel                     ch:send / ch:recv through two shm.channel
@@ -194,10 +198,13 @@ local rows = {
   { key = "cspin", label = "C spin", c = "spin" },
   { key = "cfutex", label = "C futex", c = "futex" },
   { key = "chybrid", label = "C hybrid (spin, then futex)", c = "hybrid" },
-  { key = "spin", label = "shmlua spin (atomic_load loop)", lua = "spin" },
+  { key = "spin", label = "shmlua spin (atomic_ref load loop)", lua = "spin" },
+  { key = "spin_name", label = "shmlua spin by name (atomic_load loop)", lua = "spin_name" },
   { key = "rawspin", label = "Lua spin, unchecked load32/store32 (chanproto.c)",
-    lua = "rawspin", proto = true },
-  { key = "futex", label = "shmlua futex (futex_wait/wake)", lua = "futex" },
+    lua = "spin_raw", proto = true },
+  { key = "futex", label = "shmlua futex (atomic_ref futex_wait/notify)", lua = "futex" },
+  { key = "futex_name", label = "shmlua futex by name (futex_wait/notify)",
+    lua = "futex_name" },
   { key = "wait", label = "shmlua adaptive wait (wait_change/notify)", lua = "wait" },
   { key = "channel", label = "shmlua channel (adaptive)", lua = "channel" },
   { key = "socket", label = "shmlua socketpair", lua = "socket" },
@@ -350,6 +357,8 @@ local misses = {}
 local checks = {
   { "shmlua spin / C spin", 2.5, "spin", "cspin" },
   { "shmlua futex / C futex", 1.2, "futex", "cfutex" },
+  { "shmlua spin by name / C spin", nil, "spin_name", "cspin" },
+  { "shmlua futex by name / C futex", nil, "futex_name", "cfutex" },
   { "Lua spin, unchecked / C spin", nil, "rawspin", "cspin" },
   { "channel / better of shmlua spin, futex", 1.5, "channel", "lua" },
   { "adaptive wait / better of shmlua spin, futex", nil, "wait", "lua" },

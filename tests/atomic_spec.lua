@@ -353,6 +353,146 @@ describe("atomics", function()
     assert.is_true(inside > 0)  -- finalizers did run inside the calls
     assert.same({}, wrong)
   end)
+
+  describe("atomic_ref", function()
+    -- The same operations through a ref and by name, from the same start:
+    -- the results and the field's bytes after each must agree.
+    local OPS = {
+      { "store", "atomic_store", 42 }, { "load", "atomic_load" },
+      { "exchange", "atomic_exchange", 7 }, { "fetch_add", "atomic_add", 1 },
+      { "fetch_sub", "atomic_sub", 10 }, { "fetch_and", "atomic_and", 0x5a },
+      { "fetch_or", "atomic_or", 0x81 }, { "fetch_xor", "atomic_xor", -1 },
+      { "cas", "atomic_cas", 3, 4 }, { "store", "atomic_store", 3 },
+      { "cas", "atomic_cas", 3, 4 }, { "load", "atomic_load", "acquire" },
+      { "store", "atomic_store", 9, "release" }, { "fetch_add", "atomic_add", -1, "relaxed" },
+      { "load", "atomic_load" },
+    }
+    for _, name in ipairs { "i8", "u8", "i16", "u16", "i32", "u32", "i64", "u64" } do
+      it(name .. ": every operation gives what the by-name function gives", function()
+        local r = shm.atomic_ref(v, name)
+        local by_ref, by_name = {}, {}
+        v[name] = 0
+        for i, op in ipairs(OPS) do
+          by_ref[i] = { r[op[1]](table.unpack(op, 3)) }
+          by_ref[i].after = v[name]
+        end
+        v[name] = 0
+        for i, op in ipairs(OPS) do
+          by_name[i] = { shm[op[2]](v, name, table.unpack(op, 3)) }
+          by_name[i].after = v[name]
+        end
+        assert.same(by_name, by_ref)
+        assert.equal(8, by_ref[#OPS][1])   -- 9 - 1: the ops did run
+      end)
+    end
+
+    it("raises what the by-name functions raise, with their messages", function()
+      local r = shm.atomic_ref(v, "u8")
+      local function same(ref_call, name_call)
+        local ok1, e1 = pcall(ref_call)
+        local ok2, e2 = pcall(name_call)
+        assert.is_false(ok1)
+        assert.is_false(ok2)
+        assert.equal(e2, e1)
+      end
+      same(function() r.store(256) end, function() shm.atomic_store(v, "u8", 256) end)
+      same(function() r.store(-1) end, function() shm.atomic_store(v, "u8", -1) end)
+      same(function() r.store("1") end, function() shm.atomic_store(v, "u8", "1") end)
+      same(function() r.store(1.5) end, function() shm.atomic_store(v, "u8", 1.5) end)
+      same(function() r.exchange(nil) end, function() shm.atomic_exchange(v, "u8", nil) end)
+      same(function() r.fetch_add(1000) end, function() shm.atomic_add(v, "u8", 1000) end)
+      same(function() r.cas(1, 300) end, function() shm.atomic_cas(v, "u8", 1, 300) end)
+      same(function() r.futex_wait(0) end, function() shm.futex_wait(v, "u8", 0) end)
+      same(function() r.notify(1) end, function() shm.notify(v, "u8", 1) end)
+      assert.error_matches(function() r.load("release") end, "invalid for a load", 1, true)
+      assert.error_matches(function() r.store(1, "acquire") end, "invalid for a store", 1, true)
+      assert.error_matches(function() r.fetch_or(1, "sideways") end, "unknown memory order", 1, true)
+      -- a method call passes the ref as the first argument: it raises
+      assert.has_error(function() r:store(5) end)
+      assert.has_error(function() r:load() end)
+      assert.equal(0, v.u8)
+    end)
+
+    it("refuses at creation what atomics refuse", function()
+      local function same(k, view)
+        local ok1, e1 = pcall(shm.atomic_ref, view or v, k)
+        local ok2, e2 = pcall(shm.atomic_load, view or v, k)
+        assert.is_false(ok1)
+        assert.is_false(ok2)
+        assert.equal(e2, e1)
+      end
+      same("d")
+      same("fl")
+      same("ptr")
+      same("bits")
+      same("sub")
+      same("nosuch")
+      same("u32", p)                         -- misaligned in the packed struct
+      assert.has_error(function() shm.atomic_ref(m, "u32") end)
+      assert.has_error(function() shm.atomic_ref(v) end)
+      assert.has_error(function() shm.atomic_ref(v.arr, 4) end)
+    end)
+
+    it("binds array elements and fields of nested views", function()
+      local r = shm.atomic_ref(v.arr, 2)
+      assert.equal(0, r.fetch_add(5))
+      assert.equal(5, v.arr[2])
+      assert.equal(0, v.arr[1])
+      assert.error_matches(function() r.store(1 << 40) end, "field '2' (int)", 1, true)
+      assert.equal(5, r.load())                -- the key is still the index
+    end)
+
+    it("follows the mapping's protection and lifetime", function()
+      local r = shm.atomic_ref(v, "u32")
+      r.store(3)
+      assert(shm.mprotect(m, shm.PROT_READ))
+      assert.equal(3, r.load())
+      local ok1, e1 = pcall(r.store, 1)
+      local ok2, e2 = pcall(shm.atomic_store, v, "u32", 1)
+      assert.is_false(ok1)
+      assert.is_false(ok2)
+      assert.equal(e2, e1)
+      assert.has_error(function() r.fetch_add(1) end)
+      assert.has_error(function() r.cas(3, 4) end)
+      assert(shm.mprotect(m, RW))
+      assert.equal(3, r.fetch_add(1))
+      m:unmap()
+      assert.error_matches(function() r.load() end, "unmapped", 1, true)
+      assert.error_matches(function() r.store(1) end, "unmapped", 1, true)
+      assert.error_matches(function() r.futex_wake() end, "unmapped", 1, true)
+      collectgarbage()
+    end)
+
+    it("keeps its view and mapping alive", function()
+      local r = shm.atomic_ref(shm.view(m, "struct AtomT"), "i64")
+      collectgarbage()
+      collectgarbage()
+      r.store(-5)
+      assert.equal(-5, v.i64)
+    end)
+
+    it("futex functions need a 32-bit field and say EAGAIN, ETIMEDOUT", function()
+      local s = shm.view(m, "struct AtomSync", 2048)
+      local word = shm.atomic_ref(s, "word")
+      assert.error_matches(function() shm.atomic_ref(v, "u64").futex_wake() end,
+                           "not a 32-bit integer field", 1, true)
+      word.store(1)
+      local ok, msg, err = word.futex_wait(0)
+      assert.is_nil(ok)
+      assert.equal(EAGAIN, err)
+      assert.matches("^futex_wait%(word%): EAGAIN", msg)
+      ok, msg, err = word.wait_change(1, 0.01, "waiters")
+      assert.is_nil(ok)
+      assert.equal(ETIMEDOUT, err)
+      assert.matches("^wait_change%(word%): ETIMEDOUT", msg)
+      assert.equal(0, s.waiters)
+      assert.equal(0, word.futex_wake("all"))
+      assert.equal(0, word.notify(7, "waiters"))  -- nobody counted: no syscall
+      assert.equal(7, word.wait_change(1))
+      assert.has_error(function() word.notify(1, "word") end)   -- overlaps the field
+      assert.has_error(function() word.wait_change(1, 0, "nosuch") end)
+    end)
+  end)
 end)
 
 describe("on a page past the end of a truncated object", function()
@@ -371,6 +511,15 @@ describe("on a page past the end of a truncated object", function()
     { "futex_wake(word)", function(v) return shm.futex_wake(v, "word") end },
     { "wait_change(word)", function(v) return shm.wait_change(v, "word", 0, 0.5, "waiters") end },
     { "notify(word)", function(v) return shm.notify(v, "word", 1, "waiters") end },
+    { "atomic_load(word)", function(v) return shm.atomic_ref(v, "word").load() end },
+    { "atomic_store(counter)", function(v) return shm.atomic_ref(v, "counter").store(1) end },
+    { "atomic_add(counter)", function(v) return shm.atomic_ref(v, "counter").fetch_add(1) end },
+    { "atomic_cas(word)", function(v) return shm.atomic_ref(v, "word").cas(0, 1) end },
+    { "futex_wait(word)", function(v) return shm.atomic_ref(v, "word").futex_wait(0, 0.5) end },
+    { "futex_wake(word)", function(v) return shm.atomic_ref(v, "word").futex_wake() end },
+    { "wait_change(word)", function(v)
+      return shm.atomic_ref(v, "word").wait_change(0, 0.5, "waiters") end },
+    { "notify(word)", function(v) return shm.atomic_ref(v, "word").notify(1, "waiters") end },
     { "mutex 'mu'", function(v) return shm.mutex_init(v, "mu") end },
     { "mutex 'mu'", function(v) return shm.mutex_trylock(v, "mu") end },
     { "mutex 'mu'", function(v) return shm.mutex_lock(v, "mu", 0.5) end },

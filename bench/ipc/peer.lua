@@ -4,12 +4,15 @@
 -- socketpair as descriptor 4.
 --
 -- Round trips (MODE spin | futex | wait | channel | socket; ROLE ping | echo):
---   spin     the counter word, stored with atomic_store and watched with an
---            atomic_load loop
+--   spin     the counter word, through shm.atomic_ref(w, "seq"): stored
+--            with its store and watched with a loop of its load
 --   futex    the same word; the storer stores and always wakes (one
---            shm.notify call, no waiters field), the waiter futex_waits
---            while the word holds the old value (as the C futex baseline
---            of bench/pingpong.c does)
+--            notify call, no waiters field), the waiter futex_waits while
+--            the word holds the old value (as the C futex baseline of
+--            bench/pingpong.c does)
+--   spin_name, futex_name: the same through shm.atomic_load(w, "seq"),
+--            shm.atomic_store, shm.notify and shm.futex_wait, which find
+--            the field by its name at every call
 --   wait     the same word, with the adaptive wait the channel uses and no
 --            message: the storer notifies (shm.notify with the waiters
 --            field), the waiter wait_changes (spin, yield, then futex)
@@ -21,8 +24,8 @@
 --
 -- cchannel is channel through the C prototype bench/ipc/chanproto.c (its
 -- path is argument 5): what one C call per send and per recv would give.
--- rawspin is spin with the C prototype's load32/store32 on the word's
--- address, which check nothing: the floor under atomic_load/atomic_store.
+-- spin_raw is spin with the C prototype's load32/store32 on the word's
+-- address, which check nothing: the floor under any checked load/store.
 -- cchannel_len is cchannel with recv_len, which takes the message without
 -- making it a Lua string (the echo sends its own copy of the same 16
 -- bytes): what making the string costs a round trip.
@@ -85,35 +88,72 @@ end
 -- Each runs its k rounds in one loop, so that the harness adds no Lua call
 -- per round trip (the C loop of bench/pingpong.c has none either).
 local rounds = {}
-function rounds.spin(v, k)
-  for _ = 1, k do
-    local n = v + 1
-    store(w, "seq", n)
-    repeat v = load(w, "seq") until v ~= n
-  end
-  return v
-end
-local SEQ = shm.addressof(w, "seq")
-function rounds.rawspin(v, k)
-  local load32, store32 = cp.load32, cp.store32
-  for _ = 1, k do
-    local n = v + 1
-    store32(SEQ, n)
-    repeat v = load32(SEQ) until v ~= n
-  end
-  return v
-end
-function rounds.futex(v, k)
-  for _ = 1, k do
-    local n = v + 1
-    notify(w, "seq", n)             -- store, then FUTEX_WAKE (no waiters field)
-    v = load(w, "seq")
+local echoes = {}   -- the echo side of the modes that have their own
+
+-- The spin and futex loops, one text each for every way of reaching the
+-- word, so that each way runs the same loop with its own calls made
+-- directly (a wrapper would add a Lua call per operation).  In the texts,
+-- F(A) is a call with the way's leading arguments A and F(B x) one with
+-- x after them.
+local seq = shm.atomic_ref(w, "seq")
+local ways = {
+  [""] = { a = "", load = seq.load, store = seq.store, notify = seq.notify,
+           wait = seq.futex_wait },
+  _name = { a = 'w, "seq"', load = load, store = store, notify = notify, wait = fwait },
+  _raw = { a = "SEQ", load = cp and cp.load32, store = cp and cp.store32 },
+}
+local PING = {
+  spin = [[
+    STORE(B n)
+    repeat v = LOAD(A) until v ~= n]],
+  futex = [[
+    NOTIFY(B n)                 -- store, then FUTEX_WAKE (no waiters field)
+    v = LOAD(A)
     while v == n do
-      fwait(w, "seq", n)
-      v = load(w, "seq")
+      WAIT(B n)
+      v = LOAD(A)
+    end]],
+}
+local ECHO = {  -- what the echo does after seeing x ~= v, and to answer
+  spin = { "", "STORE(B v)" },
+  futex = { "WAIT(B v)", "NOTIFY(B v)" },
+}
+local LOOPS = [[
+local LOAD, STORE, NOTIFY, WAIT, w, SEQ, ready, STOP = ...
+local function round(v, k)
+  for _ = 1, k do
+    local n = v + 1
+PING
+  end
+  return v
+end
+local function echo()
+  local v = 0
+  ready()
+  while true do
+    local x = LOAD(A)
+    while x == v do
+      SLEEP
+      x = LOAD(A)
+    end
+    if x == STOP then break end
+    v = x + 1
+    ANSWER
+  end
+end
+return round, echo]]
+for suffix, way in pairs(ways) do
+  for kind, ping_text in pairs(PING) do
+    if way.load and (kind == "spin" or way.wait) then
+      local src = LOOPS:gsub("PING", ping_text):gsub("SLEEP", ECHO[kind][1])
+                       :gsub("ANSWER", ECHO[kind][2])
+                       :gsub("%(A%)", "(" .. way.a .. ")")
+                       :gsub("%(B ", "(" .. (way.a == "" and "" or way.a .. ", "))
+      local make = assert(_G.load(src, "=peer.lua " .. kind .. suffix))
+      rounds[kind .. suffix], echoes[kind .. suffix] =
+        make(way.load, way.store, way.notify, way.wait, w, shm.addressof(w, "seq"), ready, STOP)
     end
   end
-  return v
 end
 function rounds.wait(v, k)
   for _ = 1, k do
@@ -187,7 +227,9 @@ local function ping()
 end
 
 local function echo()
-  if mode == "wait" then
+  if echoes[mode] then
+    echoes[mode]()
+  elseif mode == "wait" then
     local v = 0
     ready()
     while true do
@@ -195,31 +237,6 @@ local function echo()
       if x == STOP then break end
       v = x + 1
       notify(w, "seq", v, "waiters")
-    end
-  elseif mode == "rawspin" then
-    local load32, store32 = cp.load32, cp.store32
-    local v = 0
-    ready()
-    while true do
-      local x = load32(SEQ)
-      while x == v do x = load32(SEQ) end
-      if x == STOP then break end
-      v = x + 1
-      store32(SEQ, v)
-    end
-  elseif mode == "spin" or mode == "futex" then
-    local spin = mode == "spin"
-    local v = 0
-    ready()
-    while true do
-      local x = load(w, "seq")
-      while x == v do
-        if not spin then fwait(w, "seq", v) end
-        x = load(w, "seq")
-      end
-      if x == STOP then break end
-      v = x + 1
-      if spin then store(w, "seq", v) else notify(w, "seq", v) end
     end
   elseif mode == "channel" then
     local inp, out = channel.attach(m, CHA), channel.attach(m, CHB)
