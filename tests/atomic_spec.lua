@@ -406,7 +406,8 @@ describe("atomics", function()
       same(function() r.notify(1) end, function() shm.notify(v, "u8", 1) end)
       assert.error_matches(function() r.load("release") end, "invalid for a load", 1, true)
       assert.error_matches(function() r.store(1, "acquire") end, "invalid for a store", 1, true)
-      assert.error_matches(function() r.fetch_or(1, "sideways") end, "unknown memory order", 1, true)
+      assert.error_matches(function() r.fetch_or(1, "sideways") end,
+                           "unknown memory order", 1, true)
       -- a method call passes the ref as the first argument: it raises
       assert.has_error(function() r:store(5) end)
       assert.has_error(function() r:load() end)
