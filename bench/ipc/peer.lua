@@ -114,7 +114,7 @@ local PING = {
       v = LOAD(A)
     end]],
 }
-local ECHO = {  -- what the echo does after seeing x ~= v, and to answer
+local ECHO = {  -- the echo: its wait while the word holds v, and its answer
   spin = { "", "STORE(B v)" },
   futex = { "WAIT(B v)", "NOTIFY(B v)" },
 }
