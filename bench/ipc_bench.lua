@@ -9,7 +9,9 @@
 --                               r = shm.atomic_ref(view, "seq")
 --   shmlua spin by name         the same with shm.atomic_store/atomic_load,
 --                               which find the field by name at every call
---   Lua spin, unchecked         the same through chanproto.c's load32/store32
+--   Lua spin, unchecked         the same through chanproto.c's load32/store32:
+--                               Lua->C calls on a raw address that check
+--                               nothing, the floor under checked atomics
 --   shmlua futex                r.notify (store, FUTEX_WAKE), r.futex_wait
 --                               loop; and by name (shm.notify, futex_wait)
 --   shmlua adaptive wait        notify / wait_change with a waiters field:
@@ -21,8 +23,6 @@
 --   channel send/recv, channel send_batch/recv_batch (64 a call), and a
 --   socketpair written one message (or 64) per write_fd, read 64 KiB at a
 --   time and cut into messages.
--- The floor under shmlua spin: the same loop through chanproto.c's
--- load32/store32, Lua->C calls that take a raw address and check nothing.
 -- Also, for comparison, a C prototype of the channel's send/recv and
 -- send_batch/recv_batch (bench/ipc/chanproto.c, built here into
 -- BUILD_DIR/bench/chanproto.so): same protocol (version 3) and layout, one
@@ -200,7 +200,7 @@ local rows = {
   { key = "chybrid", label = "C hybrid (spin, then futex)", c = "hybrid" },
   { key = "spin", label = "shmlua spin (atomic_ref load loop)", lua = "spin" },
   { key = "spin_name", label = "shmlua spin by name (atomic_load loop)", lua = "spin_name" },
-  { key = "rawspin", label = "Lua spin, unchecked load32/store32 (chanproto.c)",
+  { key = "spin_raw", label = "Lua spin, unchecked load32/store32 (chanproto.c)",
     lua = "spin_raw", proto = true },
   { key = "futex", label = "shmlua futex (atomic_ref futex_wait/notify)", lua = "futex" },
   { key = "futex_name", label = "shmlua futex by name (futex_wait/notify)",
@@ -359,7 +359,7 @@ local checks = {
   { "shmlua futex / C futex", 1.2, "futex", "cfutex" },
   { "shmlua spin by name / C spin", nil, "spin_name", "cspin" },
   { "shmlua futex by name / C futex", nil, "futex_name", "cfutex" },
-  { "Lua spin, unchecked / C spin", nil, "rawspin", "cspin" },
+  { "Lua spin, unchecked / C spin", nil, "spin_raw", "cspin" },
   { "channel / better of shmlua spin, futex", 1.5, "channel", "lua" },
   { "adaptive wait / better of shmlua spin, futex", nil, "wait", "lua" },
   { "channel / adaptive wait", nil, "channel", "wait" },

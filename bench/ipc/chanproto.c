@@ -23,8 +23,8 @@
  *
  * load32 and store32 check nothing at all: the least a Lua->C call can do
  * for an atomic load or store, so that ipc_bench can show the floor under
- * shm.atomic_load/atomic_store (which look the field up by name and check
- * the view, its mapping and the value on every call).
+ * shmlua's atomics (which check the mapping, its protection and the value
+ * on every call, and shm.atomic_load/atomic_store find the field by name).
  *
  * A send at p = head (rec = 4 + the payload padded to 4; q = where the next
  * record starts): waits for room (judged from tail_seen, reading tail only
