@@ -388,7 +388,7 @@ static int do_cas(void *p, int size, uint64_t *expected, uint64_t desired,
 /* ---- Lua functions: atomics
  *
  * Each operation is a body taking the field and the stack index `a` of its
- * first argument after the field: 3 for shm.atomic_*(v, f, ...), 2 for the
+ * first argument after the field: 3 for shm.atomic_*(v, f, ...), 1 for the
  * functions of a bound ref (r.op(...); see atomic_ref).  Inlined: both
  * callers are hot.
  */
@@ -979,8 +979,8 @@ static int notify(lua_State *L) {
  * field's offset in it, its size and sign), the view (2: it keeps the
  * mapping alive) and the key (3).  A mapping never moves or shrinks while
  * it is live (it is unmapped or replaced, and then its addr is NULL), so a
- * method finds the field at m->addr + off while the mapping is live with
- * the protection the method needs; otherwise it resolves the field from
+ * function finds the field at m->addr + off while the mapping is live with
+ * the protection it needs; otherwise it resolves the field from
  * the view and the key as the shm.atomic_* functions do, which raises the
  * same error they would (or finds the field, if the protection is back).
  */
@@ -1012,25 +1012,25 @@ HOT void ref_field(lua_State *L, int write, int futex, Field *f) {
 
 /* A function of a ref: the field (write, futex) and the body it calls with
  * its arguments (from 1). */
-#define REF_METHOD(name, write, futex, call)                                 \
+#define REF_FN(name, write, futex, call)                                 \
   static int ref_##name(lua_State *L) {                                      \
     Field f;                                                                 \
     ref_field(L, write, futex, &f);                                          \
     return call;                                                             \
   }
-REF_METHOD(load, 0, 0, load_at(L, &f, 1, lua_gettop(L)))
-REF_METHOD(store, 1, 0, store_at(L, &f, 1, lua_gettop(L)))
-REF_METHOD(exchange, 1, 0, rmw_at(L, &f, 1, RMW_XCHG))
-REF_METHOD(fetch_add, 1, 0, rmw_at(L, &f, 1, RMW_ADD))
-REF_METHOD(fetch_sub, 1, 0, rmw_at(L, &f, 1, RMW_SUB))
-REF_METHOD(fetch_and, 1, 0, rmw_at(L, &f, 1, RMW_AND))
-REF_METHOD(fetch_or, 1, 0, rmw_at(L, &f, 1, RMW_OR))
-REF_METHOD(fetch_xor, 1, 0, rmw_at(L, &f, 1, RMW_XOR))
-REF_METHOD(cas, 1, 0, cas_at(L, &f, 1))
-REF_METHOD(futex_wait, 0, 1, futex_wait_at(L, &f, 1))
-REF_METHOD(futex_wake, 0, 1, futex_wake_at(L, &f, 1))
-REF_METHOD(wait_change, 0, 1, wait_change_at(L, &f, 1))
-REF_METHOD(notify, 1, 1, notify_at(L, &f, 1))
+REF_FN(load, 0, 0, load_at(L, &f, 1, lua_gettop(L)))
+REF_FN(store, 1, 0, store_at(L, &f, 1, lua_gettop(L)))
+REF_FN(exchange, 1, 0, rmw_at(L, &f, 1, RMW_XCHG))
+REF_FN(fetch_add, 1, 0, rmw_at(L, &f, 1, RMW_ADD))
+REF_FN(fetch_sub, 1, 0, rmw_at(L, &f, 1, RMW_SUB))
+REF_FN(fetch_and, 1, 0, rmw_at(L, &f, 1, RMW_AND))
+REF_FN(fetch_or, 1, 0, rmw_at(L, &f, 1, RMW_OR))
+REF_FN(fetch_xor, 1, 0, rmw_at(L, &f, 1, RMW_XOR))
+REF_FN(cas, 1, 0, cas_at(L, &f, 1))
+REF_FN(futex_wait, 0, 1, futex_wait_at(L, &f, 1))
+REF_FN(futex_wake, 0, 1, futex_wake_at(L, &f, 1))
+REF_FN(wait_change, 0, 1, wait_change_at(L, &f, 1))
+REF_FN(notify, 1, 1, notify_at(L, &f, 1))
 
 static int atomic_ref(lua_State *L) {
   static const luaL_Reg fns[] = {
